@@ -1,0 +1,39 @@
+# tuneflow — local development. `make run` (whole flow locally) and `make test` are the entry points.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint typecheck unit bench clean install
+
+install: $(STAMP) node_modules/.bin/azurite
+
+# The venv holds the app's runtime deps, the dev tools and the emulator's (CPU torch from disk).
+$(STAMP): requirements.txt requirements-dev.txt emulator/requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt -r emulator/requirements.txt
+	touch $@
+
+# Azurite comes from npm into the project; tests start it on free ports and stop it.
+node_modules/.bin/azurite: package.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: install lint
+	$(PY) -m pytest -q
+
+unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+bench: install
+	$(PY) bench/validation/run.py
+	$(PY) bench/cold_start.py
+
+clean:
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .data

@@ -1,0 +1,98 @@
+"""Fine-tuning parameters: notebook defaults < the model's ``model_specific_defaults`` tag < settings.
+
+Every value is checked against the pipeline component's own interface (name, type, enum) as the
+registry serves it, so a typo fails before a GPU is booked. Boolean-like inputs are the strings
+"true"/"false", as the component declares them.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Any
+
+from shared.errors import FinetuneParameterError
+
+# The reference notebook's training and optimisation parameters.
+NOTEBOOK_DEFAULTS: Mapping[str, Any] = {
+    "num_train_epochs": 3,
+    "per_device_train_batch_size": 1,
+    "per_device_eval_batch_size": 1,
+    "learning_rate": 5e-6,
+    "lr_scheduler_type": "cosine",
+    "apply_lora": "true",
+    "apply_deepspeed": "true",
+    "deepspeed_stage": "2",
+}
+# Inputs tuneflow sets itself from the run and the compute checks.
+MANAGED = frozenset(
+    {
+        "mlflow_model_path", "pytorch_model_path", "huggingface_id", "train_file_path", "test_file_path",
+        "validation_file_path", "train_mltable_path", "test_mltable_path", "validation_mltable_path",
+        "compute_model_import", "compute_preprocess", "compute_finetune", "compute_model_evaluation",
+        "instance_type_model_import", "instance_type_preprocess", "instance_type_finetune",
+        "instance_type_model_evaluation", "number_of_gpu_to_use_finetuning", "num_nodes_finetune",
+    }
+)
+
+
+def resolve(
+    component_inputs: Mapping[str, Any],
+    model_defaults: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Merge the three layers and coerce each value to the component's declared type."""
+    problems: list[str] = []
+    merged: dict[str, Any] = {}
+    for source, layer in (("notebook default", NOTEBOOK_DEFAULTS), ("model_specific_defaults", model_defaults),
+                          ("TUNEFLOW_FINETUNE_PARAMS", overrides)):
+        for name, value in layer.items():
+            if name in MANAGED:
+                if source == "TUNEFLOW_FINETUNE_PARAMS":
+                    problems.append(f"{name} is set by tuneflow from the run and compute settings")
+                continue
+            spec = component_inputs.get(name)
+            if spec is None:
+                if source == "model_specific_defaults":
+                    continue  # a tag written for a newer component version: not the user's mistake
+                close = difflib.get_close_matches(name, list(component_inputs), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(f"{name} is not an input of the pipeline component{hint}")
+                continue
+            try:
+                merged[name] = coerce(name, value, spec)
+            except ValueError as exc:
+                problems.append(f"{exc} (from {source})")
+    if problems:
+        raise FinetuneParameterError("fine-tune parameters rejected: " + "; ".join(problems), problems=problems)
+    return merged
+
+
+def coerce(name: str, value: Any, spec: Any) -> Any:
+    kind = str(getattr(spec, "type", "string"))
+    enum = getattr(spec, "enum", None)
+    if kind == "integer":
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and _is_int(value))):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        result: Any = int(value)
+    elif kind == "number":
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            result = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a number, got {value!r}") from None
+    elif kind == "string":
+        result = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    else:
+        raise ValueError(f"{name} is a {kind} input, which tuneflow does not take from settings")
+    if enum and str(result) not in [str(e) for e in enum]:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, enum))}, got {value!r}")
+    minimum = getattr(spec, "min", None)
+    if minimum is not None and isinstance(result, int | float) and result < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value!r}")
+    return result
+
+
+def _is_int(text: str) -> bool:
+    return text.strip().lstrip("-").isdigit()

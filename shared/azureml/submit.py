@@ -1,0 +1,147 @@
+"""Submit a run's pipeline job to Azure ML, at most once.
+
+The job name derives from the run id and Azure ML never reuses a job name, so "already exists" is
+the proof of an earlier submission: it is looked up and returned, never submitted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from shared.azureml import params as finetune_params
+from shared.azureml.clients import AzureML, azureml
+from shared.azureml.errors import azure_errors
+from shared.azureml.pipeline import build_pipeline_job, job_name_for
+from shared.azureml.preflight import check_compute, get_base_model, tag_dict
+from shared.runs import Run
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SubmittedJob:
+    name: str
+    studio_url: str | None
+    already_existed: bool
+
+
+def datastore_uri(settings: Settings, path: str) -> str:
+    return f"azureml://datastores/{settings.datastore}/paths/{path}"
+
+
+def run_tags(run: Run) -> dict[str, str]:
+    return {
+        "tuneflow.run_id": run.run_id,
+        "tuneflow.dataset": run.dataset,
+        "tuneflow.sha256": run.sha256 or "",
+        "tuneflow.base_model": run.base_model,
+    }
+
+
+class PipelineSubmitter:
+    def __init__(self, settings: Settings, clients: AzureML | None = None) -> None:
+        self._settings = settings
+        self._clients = clients
+
+    @property
+    def clients(self) -> AzureML:
+        if self._clients is None:
+            self._clients = azureml(self._settings)
+        return self._clients
+
+    def submit(self, run: Run) -> SubmittedJob:
+        if not (run.train_path and run.test_path):
+            raise ValueError(f"run {run.run_id} has no prepared data to submit")
+        name = job_name_for(run.run_id)
+        existing = self._existing_job(name)
+        if existing is not None:
+            return SubmittedJob(name, getattr(existing, "studio_url", None), already_existed=True)
+        settings, ml = self._settings, self.clients
+        model = get_base_model(ml.registry, settings)
+        target = check_compute(ml.workspace, settings, model)
+        component = self._component()
+        params = finetune_params.resolve(
+            component.inputs, tag_dict(model.tags, "model_specific_defaults"), settings.finetune_params
+        )
+        self._ensure_datastore()
+        job = build_pipeline_job(
+            component,
+            base_model_id=model.id,
+            target=target,
+            train_uri=datastore_uri(settings, run.train_path),
+            test_uri=datastore_uri(settings, run.test_path),
+            params=params,
+            job_name=name,
+            experiment=settings.experiment,
+            tags=run_tags(run),
+        )
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            with azure_errors(f"submitting pipeline job {name}"):
+                created = ml.workspace.jobs.create_or_update(job, experiment_name=settings.experiment)
+        except ResourceExistsError:  # a concurrent delivery won the race: same job, not a second one
+            created = self._existing_job(name)
+            return SubmittedJob(name, getattr(created, "studio_url", None), already_existed=True)
+        log.info("submitted pipeline job %s for run %s", name, run.run_id)
+        return SubmittedJob(str(created.name), getattr(created, "studio_url", None), already_existed=False)
+
+    def _existing_job(self, name: str) -> Any | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            with azure_errors(f"looking up job {name}"):
+                return self.clients.workspace.jobs.get(name)
+        except ResourceNotFoundError:
+            return None
+
+    def _component(self) -> Any:
+        s = self._settings
+        with azure_errors(f"reading component {s.pipeline_component} from registry {s.registry}"):
+            if s.pipeline_version == "latest":
+                return self.clients.registry.components.get(s.pipeline_component, label="latest")
+            return self.clients.registry.components.get(s.pipeline_component, version=s.pipeline_version)
+
+    def _ensure_datastore(self) -> None:
+        """Register the output container as a datastore once, so jobs read prepared data in place."""
+        from azure.ai.ml.entities import AccountKeyConfiguration, AzureBlobDatastore
+        from azure.core.exceptions import ResourceNotFoundError
+
+        s, ml = self._settings, self.clients
+        try:
+            with azure_errors(f"reading datastore {s.datastore}"):
+                ml.workspace.datastores.get(s.datastore)
+            return
+        except ResourceNotFoundError:
+            pass
+        account, key = storage_account(s)
+        store = AzureBlobDatastore(
+            name=s.datastore,
+            account_name=account,
+            container_name=s.output_container,
+            description="tuneflow prepared datasets",
+            credentials=AccountKeyConfiguration(account_key=key) if key else None,
+        )
+        with azure_errors(f"creating datastore {s.datastore}"):
+            ml.workspace.datastores.create_or_update(store)
+
+
+# Azurite's well-known development key (public, documented by Microsoft).
+_AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def storage_account(settings: Settings) -> tuple[str, str | None]:
+    """(account name, account key or None for identity-based access) from the storage settings."""
+    if settings.storage_connection == "UseDevelopmentStorage=true":
+        return "devstoreaccount1", _AZURITE_KEY
+    if settings.storage_connection:
+        parts = dict(
+            p.split("=", 1) for p in settings.storage_connection.split(";") if "=" in p
+        )
+        return parts.get("AccountName", ""), parts.get("AccountKey")
+    from urllib.parse import urlparse
+
+    return (urlparse(str(settings.storage_account_url)).hostname or "").split(".")[0], None

@@ -1,0 +1,211 @@
+"""Run records: one per dataset drop, kept as JSON blobs and advanced with ETag compare-and-swap.
+
+States move forward only (see ``NEXT``). An event that would move a run backwards — a late or
+re-delivered one — is a no-op rather than an error: events are hints, the record is the truth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from shared.errors import ConflictError, InputError
+from shared.records import RecordStore
+
+
+class RunState(StrEnum):
+    RECEIVED = "RECEIVED"
+    VALIDATING = "VALIDATING"
+    REJECTED = "REJECTED"
+    SUBMITTED = "SUBMITTED"
+    RUNNING = "RUNNING"
+    TRAINED = "TRAINED"
+    FAILED = "FAILED"
+    REGISTERED = "REGISTERED"
+    DEPLOYING = "DEPLOYING"
+    DEPLOYED = "DEPLOYED"
+    DEPLOY_FAILED = "DEPLOY_FAILED"
+    RETIRED = "RETIRED"
+    TORN_DOWN = "TORN_DOWN"
+
+
+S = RunState
+# Allowed transitions. Anything else is refused (or ignored when it moves a run backwards).
+NEXT: Mapping[RunState, frozenset[RunState]] = {
+    S.RECEIVED: frozenset({S.VALIDATING, S.REJECTED}),
+    S.VALIDATING: frozenset({S.REJECTED, S.SUBMITTED, S.FAILED}),
+    S.REJECTED: frozenset(),
+    S.SUBMITTED: frozenset({S.RUNNING, S.TRAINED, S.FAILED}),
+    S.RUNNING: frozenset({S.TRAINED, S.FAILED}),
+    S.TRAINED: frozenset({S.REGISTERED, S.FAILED}),
+    S.FAILED: frozenset(),
+    S.REGISTERED: frozenset({S.DEPLOYING, S.TORN_DOWN}),
+    S.DEPLOYING: frozenset({S.DEPLOYED, S.DEPLOY_FAILED, S.TORN_DOWN}),
+    S.DEPLOYED: frozenset({S.RETIRED, S.TORN_DOWN}),
+    S.DEPLOY_FAILED: frozenset({S.DEPLOYING, S.TORN_DOWN}),
+    S.RETIRED: frozenset({S.TORN_DOWN}),
+    S.TORN_DOWN: frozenset(),
+}
+_ORDER = {state: i for i, state in enumerate(RunState)}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class Transition:
+    state: RunState
+    at: str
+    note: str | None = None
+
+
+@dataclass
+class Run:
+    run_id: str
+    state: RunState
+    dataset: str
+    sources: list[str]
+    base_model: str
+    history: list[Transition] = field(default_factory=list)
+    sha256: str | None = None
+    report_path: str | None = None
+    summary: str | None = None
+    train_path: str | None = None
+    test_path: str | None = None
+    job_name: str | None = None
+    studio_url: str | None = None
+    model: str | None = None
+    endpoint: str | None = None
+    deployment: str | None = None
+    last_error: str | None = None
+    created_at: str = field(default_factory=_now)
+    updated_at: str = field(default_factory=_now)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Run:
+        raw = orjson.loads(data)
+        known = {f.name for f in fields(cls)}
+        raw = {k: v for k, v in raw.items() if k in known}  # tolerate records from newer versions
+        raw["state"] = RunState(raw["state"])
+        raw["history"] = [Transition(RunState(t["state"]), t["at"], t.get("note")) for t in raw["history"]]
+        return cls(**raw)
+
+    def summary_dict(self) -> dict[str, Any]:
+        """What notifications and the status API show."""
+        data = asdict(self)
+        data["history"] = [{"state": t.state.value, "at": t.at, "note": t.note} for t in self.history]
+        return data
+
+
+def run_id_for(content_sha256: str, base_model: str, finetune: Mapping[str, Any]) -> str:
+    """Deterministic run id: same bytes, same settings, same base model → same run, job, model."""
+    material = json.dumps(
+        {"sha256": content_sha256, "base_model": base_model, "finetune": finetune}, sort_keys=True
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:20]
+
+
+class RunStore:
+    """Runs persisted through a ``RecordStore``; every update is a compare-and-swap loop."""
+
+    PREFIX = "runs/"
+
+    def __init__(
+        self, records: RecordStore, on_transition: Callable[[Run], None] | None = None, retries: int = 20
+    ) -> None:
+        self._records = records
+        self._on_transition = on_transition
+        self._retries = retries
+
+    def _key(self, run_id: str) -> str:
+        if not run_id or not run_id.replace("-", "").isalnum():
+            raise InputError(f"not a run id: {run_id!r}", run_id=run_id)
+        return f"{self.PREFIX}{run_id}.json"
+
+    def get(self, run_id: str) -> Run | None:
+        record = self._records.read(self._key(run_id))
+        return Run.from_json(record.data) if record else None
+
+    def list(self) -> Iterator[Run]:
+        for key in self._records.keys(self.PREFIX):
+            record = self._records.read(key)
+            if record:
+                yield Run.from_json(record.data)
+
+    def create(self, run: Run) -> tuple[Run, bool]:
+        """Store a new run; when one with this id exists, return it unchanged (and False)."""
+        if not run.history:
+            run.history.append(Transition(run.state, run.created_at))
+        if self._records.create(self._key(run.run_id), run.to_json()) is not None:
+            self._notify(run)
+            return run, True
+        existing = self.get(run.run_id)
+        if existing is None:  # deleted between the two calls: try once more
+            return self.create(run)
+        return existing, False
+
+    def update(self, run_id: str, change: Callable[[Run], bool]) -> Run:
+        """Apply ``change`` (returns True when it changed the run) with optimistic concurrency."""
+        key = self._key(run_id)
+        for _ in range(self._retries):
+            record = self._records.read(key)
+            if record is None:
+                raise InputError(f"run {run_id} does not exist", run_id=run_id)
+            run = Run.from_json(record.data)
+            before = run.state
+            if not change(run):
+                return run
+            run.updated_at = _now()
+            if self._records.replace(key, run.to_json(), record.etag) is not None:
+                if run.state != before:
+                    self._notify(run)
+                return run
+        raise ConflictError(f"run {run_id}: gave up after {self._retries} concurrent updates", run_id=run_id)
+
+    def advance(self, run_id: str, state: RunState, note: str | None = None, **changes: Any) -> Run:
+        """Move to ``state`` (recording ``changes``); a backwards or repeated move changes nothing."""
+
+        def change(run: Run) -> bool:
+            if not can_advance(run.state, state):
+                return False
+            apply(run, state, note, **changes)
+            return True
+
+        return self.update(run_id, change)
+
+    def _notify(self, run: Run) -> None:
+        if self._on_transition is not None:
+            self._on_transition(run)
+
+
+def can_advance(current: RunState, target: RunState) -> bool:
+    return target in NEXT[current]
+
+
+def apply(run: Run, state: RunState, note: str | None = None, **changes: Any) -> None:
+    """Set ``state`` and fields on an in-memory run (the caller persists it)."""
+    if state != run.state and state not in NEXT[run.state]:
+        raise InputError(f"run {run.run_id}: cannot go from {run.state} to {state}", run_id=run.run_id)
+    for name, value in changes.items():
+        if not hasattr(run, name):
+            raise AttributeError(name)
+        setattr(run, name, value)
+    if state != run.state:
+        run.state = state
+        run.history.append(Transition(state, _now(), note))
+
+
+def is_behind(current: RunState, target: RunState) -> bool:
+    """True when ``target`` is at or before ``current`` in the lifecycle (a stale event)."""
+    return _ORDER[target] <= _ORDER[current]

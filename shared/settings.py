@@ -1,0 +1,226 @@
+"""Typed settings, parsed once from the environment (Functions app settings).
+
+Each field's metadata names its environment variable and documents it; the README's settings table
+and ``local.settings.json.example`` are held against this class by a test. Parsing collects every
+problem and raises one ``SettingsError`` naming each variable and what it expects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from functools import cache
+from typing import Any, Literal
+
+from shared.errors import SettingsError
+
+Policy = Literal["strict", "drop-invalid"]
+
+
+def _s(env: str, doc: str, default: Any = None, *, secret: bool = False) -> Any:
+    meta = {"env": env, "doc": doc, "secret": secret}
+    if isinstance(default, dict):  # mutable defaults need a factory; settings stay read-only
+        return field(default_factory=lambda: types.MappingProxyType(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Storage
+    storage_connection: str | None = _s(
+        "TUNEFLOW_STORAGE_CONNECTION", "Storage connection string (Azurite locally).", secret=True
+    )
+    storage_account_url: str | None = _s(
+        "TUNEFLOW_STORAGE_ACCOUNT_URL",
+        "Blob account URL used with managed identity when no connection string is set.",
+    )
+    drop_container: str = _s("TUNEFLOW_DROP_CONTAINER", "Container users drop datasets into.", "datasets")
+    output_container: str = _s(
+        "TUNEFLOW_OUTPUT_CONTAINER", "The app's own container: runs, reports, prepared data.", "tuneflow"
+    )
+    # Validation
+    max_file_mb: int = _s("TUNEFLOW_MAX_FILE_MB", "Largest dataset file accepted, in MiB.", 2048)
+    max_line_kb: int = _s("TUNEFLOW_MAX_LINE_KB", "Largest single row (JSONL line), in KiB.", 8192)
+    min_examples: int = _s("TUNEFLOW_MIN_EXAMPLES", "Fewest valid training examples accepted.", 10)
+    validation_policy: Policy = _s(
+        "TUNEFLOW_VALIDATION_POLICY",
+        "`strict` (any error rejects) or `drop-invalid` (drop bad rows up to the fraction below).",
+        "strict",
+    )
+    max_drop_fraction: float = _s(
+        "TUNEFLOW_MAX_DROP_FRACTION", "drop-invalid: reject when more than this fraction is invalid.", 0.05
+    )
+    test_fraction: float = _s(
+        "TUNEFLOW_TEST_FRACTION", "Share of rows held out as the test split when none is dropped.", 0.05
+    )
+    report_examples: int = _s("TUNEFLOW_REPORT_EXAMPLES", "Examples kept per error code in a report.", 5)
+    reserved_tokens: tuple[str, ...] = _s(
+        "TUNEFLOW_RESERVED_TOKENS",
+        "Comma-separated chat-template tokens refused inside content; empty = the base model's own.",
+        (),
+    )
+    # Azure ML
+    subscription_id: str | None = _s("TUNEFLOW_SUBSCRIPTION_ID", "Azure subscription of the workspace.")
+    resource_group: str | None = _s("TUNEFLOW_RESOURCE_GROUP", "Resource group of the workspace.")
+    workspace: str | None = _s("TUNEFLOW_WORKSPACE", "Azure ML workspace name.")
+    emulator_connection: str | None = _s(
+        "TUNEFLOW_EMULATOR_CONNECTION",
+        "Path to the local emulator's connection.json; when set, Azure ML calls go to the emulator.",
+    )
+    registry: str = _s("TUNEFLOW_REGISTRY", "Registry holding the base model and pipeline.", "azureml")
+    base_model: str = _s("TUNEFLOW_BASE_MODEL", "Base model to fine-tune.", "Phi-3-mini-4k-instruct")
+    base_model_version: str | None = _s(
+        "TUNEFLOW_BASE_MODEL_VERSION", "Pin a base model version (default: the `latest` label)."
+    )
+    pipeline_component: str = _s(
+        "TUNEFLOW_PIPELINE_COMPONENT", "Registry pipeline component.", "chat_completion_pipeline"
+    )
+    pipeline_version: str = _s(
+        "TUNEFLOW_PIPELINE_VERSION", "Component version, or `latest` for the label.", "latest"
+    )
+    compute: str = _s(
+        "TUNEFLOW_COMPUTE", "Compute cluster for the pipeline, or `serverless`.", "gpu-cluster-big"
+    )
+    serverless_instance_type: str = _s(
+        "TUNEFLOW_SERVERLESS_INSTANCE_TYPE",
+        "VM size when TUNEFLOW_COMPUTE=serverless.",
+        "Standard_NC24ads_A100_v4",
+    )
+    gpus_per_node: int | None = _s(
+        "TUNEFLOW_GPUS_PER_NODE", "GPUs per node for serverless compute (clusters report their own)."
+    )
+    num_nodes: int = _s("TUNEFLOW_NUM_NODES", "Nodes for the fine-tuning step (multi-node runs).", 1)
+    experiment: str = _s("TUNEFLOW_EXPERIMENT", "Azure ML experiment name.", "tuneflow-chat-finetune")
+    datastore: str = _s(
+        "TUNEFLOW_DATASTORE",
+        "Azure ML datastore over the output container (created on first submission).",
+        "tuneflow",
+    )
+    finetune_params: Mapping[str, Any] = _s(
+        "TUNEFLOW_FINETUNE_PARAMS",
+        "JSON object of pipeline inputs overriding the defaults, e.g. {\"num_train_epochs\": 1}.",
+        {},
+    )
+
+    @property
+    def azureml_configured(self) -> bool:
+        return self.emulator_connection is not None or None not in (
+            self.subscription_id,
+            self.resource_group,
+            self.workspace,
+        )
+
+    def require_azureml(self) -> None:
+        if not self.azureml_configured:
+            raise SettingsError(
+                "Azure ML is not configured: set TUNEFLOW_SUBSCRIPTION_ID, TUNEFLOW_RESOURCE_GROUP and "
+                "TUNEFLOW_WORKSPACE, or TUNEFLOW_EMULATOR_CONNECTION for the local emulator"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            name = f.metadata["env"]
+            raw = env.get(name)
+            if raw is None or raw.strip() == "":
+                continue
+            try:
+                values[f.name] = _parse(hints[f.name], raw.strip())
+            except ValueError as exc:
+                problems.append(f"{name}: {exc} (got {raw!r})" if not f.metadata["secret"] else f"{name}: {exc}")
+        settings = None
+        if not problems:
+            settings = cls(**values)
+            problems.extend(settings._check())
+        if problems:
+            raise SettingsError("invalid settings: " + "; ".join(problems), settings=problems)
+        assert settings is not None
+        return settings
+
+    def _check(self) -> list[str]:
+        problems = []
+        if not self.storage_connection and not self.storage_account_url:
+            problems.append(
+                "TUNEFLOW_STORAGE_CONNECTION or TUNEFLOW_STORAGE_ACCOUNT_URL: one is required "
+                "(a connection string, or the blob account URL for managed identity)"
+            )
+        for env, value, lo, hi in (
+            ("TUNEFLOW_MAX_DROP_FRACTION", self.max_drop_fraction, 0.0, 1.0),
+            ("TUNEFLOW_TEST_FRACTION", self.test_fraction, 0.0, 0.5),
+        ):
+            if not lo <= value <= hi:
+                problems.append(f"{env}: expected a number between {lo} and {hi} (got {value})")
+        for env, number in (
+            ("TUNEFLOW_MAX_FILE_MB", self.max_file_mb),
+            ("TUNEFLOW_MAX_LINE_KB", self.max_line_kb),
+            ("TUNEFLOW_MIN_EXAMPLES", self.min_examples),
+            ("TUNEFLOW_NUM_NODES", self.num_nodes),
+            ("TUNEFLOW_REPORT_EXAMPLES", self.report_examples),
+        ):
+            if number < 1:
+                problems.append(f"{env}: expected a positive integer (got {number})")
+        if self.drop_container == self.output_container:
+            problems.append("TUNEFLOW_DROP_CONTAINER and TUNEFLOW_OUTPUT_CONTAINER must differ")
+        return problems
+
+
+def _parse(hint: Any, raw: str) -> Any:
+    """Parse ``raw`` as the annotated type; raise ValueError saying what was expected."""
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):  # Optional[X]
+        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _parse(inner, raw)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if raw not in choices:
+            raise ValueError("expected one of " + ", ".join(choices))
+        return raw
+    if hint is bool:
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("expected true or false")
+    if hint is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError("expected an integer") from None
+    if hint is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError("expected a number") from None
+    if origin is tuple:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if origin is Mapping or hint is Mapping:
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ValueError("expected a JSON object") from None
+        if not isinstance(value, dict):
+            raise ValueError("expected a JSON object")
+        return types.MappingProxyType(value)
+    return raw
+
+
+def setting_docs() -> list[tuple[str, str, Any]]:
+    """(environment variable, description, default) for every setting, in declaration order."""
+    return [
+        (f.metadata["env"], f.metadata["doc"], {} if f.default_factory is not MISSING else f.default)
+        for f in fields(Settings)
+    ]
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, parsed on first use."""
+    return Settings.from_env()
