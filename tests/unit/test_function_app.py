@@ -1,0 +1,36 @@
+"""Every function is indexed with the right trigger and bindings (no host needed)."""
+
+import json
+from functools import cache
+
+import function_app
+
+EXPECTED = {
+    # name: (trigger binding type, {other binding types})
+    "ingest": ("eventGridTrigger", set()),
+}
+
+
+@cache  # get_functions() may be called once per app object
+def indexed():
+    functions = {}
+    for fn in function_app.app.get_functions():
+        bindings = [json.loads(b) if isinstance(b, str) else b for b in json.loads(fn.get_function_json())["bindings"]]
+        trigger = next(b for b in bindings if b["type"].endswith("Trigger"))
+        functions[fn.get_function_name()] = (trigger, [b for b in bindings if b is not trigger])
+    return functions
+
+
+def test_every_function_is_indexed_with_its_trigger_and_bindings():
+    functions = indexed()
+    assert set(functions) == set(EXPECTED)
+    for name, (trigger_type, others) in EXPECTED.items():
+        trigger, bindings = functions[name]
+        assert trigger["type"] == trigger_type, name
+        assert trigger["direction"].lower() == "in"
+        assert {b["type"] for b in bindings} == others, name
+
+
+def test_ingest_takes_the_event_as_its_argument():
+    trigger, _ = indexed()["ingest"]
+    assert trigger["name"] == "event"
