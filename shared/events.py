@@ -25,10 +25,14 @@ CREATE_APIS = frozenset({"PutBlob", "PutBlockList", "CopyBlob", "FlushWithClose"
 class EventGridEventLike(Protocol):
     """The attributes of ``azure.functions.EventGridEvent`` that tuneflow reads."""
 
-    id: str
-    subject: str
-    event_type: str
-    topic: str
+    @property
+    def id(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def topic(self) -> str: ...
 
     def get_json(self) -> Any: ...
 
@@ -111,7 +115,7 @@ def parse_blob_created(envelope: Envelope) -> BlobCreated:
     api = str(_require(envelope, "api"))
     url = str(_require(envelope, "url"))
     # The subject names container and blob unambiguously (URLs differ between Azure and Azurite).
-    prefix, sep, rest = envelope.subject.partition("/containers/")
+    _prefix, sep, rest = envelope.subject.partition("/containers/")
     container, sep2, blob_name = rest.partition("/blobs/")
     if not (sep and sep2 and container and blob_name):
         raise EventError(

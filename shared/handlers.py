@@ -1,17 +1,31 @@
 """Event entry points: parse an envelope, route it, and decide between retry and acknowledge.
 
 A malformed event or a permanent failure is logged and acknowledged (retrying cannot fix it; a
-permanent failure is already recorded on its run). A transient failure is re-raised so the host
-answers with an error and Event Grid redelivers.
+permanent failure is recorded on its run). A transient failure is re-raised so the host answers
+with an error and Event Grid redelivers.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
 
-from shared.errors import EventError
-from shared.events import BLOB_CREATED, Envelope, EventGridEventLike, parse_blob_created
+from shared.errors import EventError, TuneflowError
+from shared.events import (
+    BLOB_CREATED,
+    MODEL_REGISTERED,
+    RUN_COMPLETED,
+    RUN_STATUS_CHANGED,
+    Envelope,
+    EventGridEventLike,
+    parse_blob_created,
+    parse_model_registered,
+    parse_run_event,
+)
 from shared.ingest import IngestResult
+from shared.runs import Run
 from shared.services import Services, services
 
 log = logging.getLogger(__name__)
@@ -30,3 +44,54 @@ def on_blob_created(event: EventGridEventLike, svc: Services | None = None) -> I
     result = (svc or services()).ingestor.handle(blob)
     log.info("ingest: %s/%s → %s (%s)", blob.container, blob.blob_name, result.outcome, result.reason)
     return result
+
+
+def on_lifecycle_event(event: EventGridEventLike, svc: Services | None = None) -> str:
+    """Azure ML run and model events."""
+    from shared.lifecycle.model_events import on_model_registered
+    from shared.lifecycle.registration import on_run_event
+
+    svc = svc or services()
+    try:
+        envelope = Envelope.from_function_event(event)
+        if envelope.event_type in (RUN_STATUS_CHANGED, RUN_COMPLETED):
+            run_event = parse_run_event(envelope)
+            run_id = run_event.run_tags.get("tuneflow.run_id")
+            action: Callable[[], str] = partial(on_run_event, svc.lifecycle, run_event)
+        elif envelope.event_type == MODEL_REGISTERED:
+            model_event = parse_model_registered(envelope)
+            run_id = model_event.model_tags.get("tuneflow.run_id")
+            action = partial(on_model_registered, svc.lifecycle, model_event)
+        else:
+            log.info("lifecycle: ignoring %s event %s", envelope.event_type, envelope.id)
+            return "ignored"
+    except EventError as exc:
+        log.warning("lifecycle: malformed event acknowledged without action: %s", exc)
+        return "ignored"
+    try:
+        outcome = action()
+    except TuneflowError as exc:
+        if exc.transient:
+            raise
+        log.error("lifecycle: %s event %s failed permanently: %s", envelope.event_type, envelope.id, exc)
+        message = str(exc)
+        if run_id and svc.runs.get(run_id):
+            svc.runs.update(run_id, lambda run: _set_error(run, message))
+        return "error"
+    log.info("lifecycle: %s %s → %s", envelope.event_type.rsplit(".", 1)[-1], envelope.subject, outcome)
+    return outcome
+
+
+def on_reconcile_timer(svc: Services | None = None) -> Counter[str]:
+    from shared.lifecycle.reconcile import reconcile
+
+    svc = svc or services()
+    outcome = reconcile(svc.lifecycle, resubmit=svc.ingestor.resume)
+    sent = svc.notifier.flush()
+    log.info("reconcile: %s; %d queued notifications sent", dict(outcome) or "nothing to do", sent)
+    return outcome
+
+
+def _set_error(run: Run, message: str) -> bool:
+    run.last_error = message
+    return True

@@ -8,6 +8,7 @@ record (created with a conditional write) and one Azure ML job (named from the r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
@@ -210,9 +211,10 @@ class Ingestor:
             if stored.state != RunState.VALIDATING:
                 return IngestResult("duplicate", f"run {run_id} is already {stored.state}", stored)
             log.info("run %s: resuming an unfinished submission", run_id)
-        return self._submit(stored)
+        return self.resume(stored)
 
-    def _submit(self, run: Run) -> IngestResult:
+    def resume(self, run: Run) -> IngestResult:
+        """Submit a validated run (first time, or again after an interrupted attempt)."""
         try:
             job = self._submitter.submit(run)
         except TuneflowError as exc:
@@ -230,10 +232,8 @@ class Ingestor:
         from azure.core.exceptions import ResourceNotFoundError
 
         for path in paths.values():
-            try:
+            with contextlib.suppress(ResourceNotFoundError):
                 output.delete_blob(path)
-            except ResourceNotFoundError:
-                pass
 
     def _ignore(self, event: BlobCreated, reason: str) -> IngestResult:
         log.info("ignoring %s/%s (event %s): %s", event.container, event.blob_name, event.event_id, reason)

@@ -8,6 +8,7 @@ writers never lose each other's updates. ``BlobRecordStore`` maps this onto Blob
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from azure.storage.blob import ContainerClient
+    from azure.storage.blob import ContainerClient, ContentSettings
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,10 @@ class RecordStore(Protocol):
         ...
 
     def keys(self, prefix: str = "") -> Iterator[str]: ...
+
+    def delete(self, key: str) -> None:
+        """Remove a record; removing one that is gone is not an error."""
+        ...
 
 
 class MemoryRecordStore:
@@ -63,6 +68,10 @@ class MemoryRecordStore:
     def keys(self, prefix: str = "") -> Iterator[str]:
         return iter(sorted(k for k in self._items if k.startswith(prefix)))
 
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
     def _put(self, key: str, data: bytes) -> str:
         etag = f'"{next(self._versions)}"'
         self._items[key] = Record(data, etag)
@@ -89,8 +98,8 @@ class BlobRecordStore:
         from azure.core.exceptions import ResourceExistsError
 
         try:
-            result = self._container.upload_blob(
-                key, data, overwrite=False, content_settings=_JSON_CONTENT()
+            result = self._container.get_blob_client(key).upload_blob(
+                data, overwrite=False, content_settings=_json_content()
             )
         except ResourceExistsError:
             return None
@@ -101,13 +110,12 @@ class BlobRecordStore:
         from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
         try:
-            result = self._container.upload_blob(
-                key,
+            result = self._container.get_blob_client(key).upload_blob(
                 data,
                 overwrite=True,
                 etag=etag,
                 match_condition=MatchConditions.IfNotModified,
-                content_settings=_JSON_CONTENT(),
+                content_settings=_json_content(),
             )
         except (ResourceModifiedError, ResourceNotFoundError):
             return None
@@ -118,7 +126,14 @@ class BlobRecordStore:
             yield blob.name
 
 
-def _JSON_CONTENT() -> object:  # noqa: N802 - reads as a constant at call sites
+    def delete(self, key: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with contextlib.suppress(ResourceNotFoundError):
+            self._container.delete_blob(key)
+
+
+def _json_content() -> ContentSettings:
     from azure.storage.blob import ContentSettings
 
     return ContentSettings(content_type="application/json")

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from functools import cache
 
 from shared.ingest import Ingestor
+from shared.lifecycle.context import LifecycleContext
+from shared.notify import Notifier
 from shared.records import BlobRecordStore
 from shared.runs import RunStore
 from shared.settings import Settings, get_settings
@@ -17,16 +19,29 @@ class Services:
     settings: Settings
     runs: RunStore
     ingestor: Ingestor
+    lifecycle: LifecycleContext
+    notifier: Notifier
 
 
 def build_services(settings: Settings) -> Services:
+    from shared.azureml.clients import azureml
     from shared.azureml.submit import PipelineSubmitter
 
     container(settings, settings.drop_container)
     output = container(settings, settings.output_container)
-    runs = RunStore(BlobRecordStore(output))
+    records = BlobRecordStore(output)
+    notifier = Notifier(settings, records)
+    runs = RunStore(records, on_transition=notifier.on_transition)
     ingestor = Ingestor(settings, blob_service(settings), runs, PipelineSubmitter(settings))
-    return Services(settings, runs, ingestor)
+
+    def read_test_sample(path: str) -> bytes | None:
+        """The first row of a prepared test split (a ranged read, not the whole file)."""
+        head = output.download_blob(path, offset=0, length=64 * 1024).readall()
+        line = head.split(b"\n", 1)[0]
+        return line or None
+
+    lifecycle = LifecycleContext(settings, runs, lambda: azureml(settings), read_test_sample)
+    return Services(settings, runs, ingestor, lifecycle, notifier)
 
 
 @cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from typing import Any, Literal
 from shared.errors import SettingsError
 
 Policy = Literal["strict", "drop-invalid"]
+_ENDPOINT_NAME = re.compile(r"[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?")
 
 
 def _s(env: str, doc: str, default: Any = None, *, secret: bool = False) -> Any:
@@ -106,6 +108,39 @@ class Settings:
         {},
     )
 
+    # Lifecycle: registration and deployment
+    model_name: str | None = _s(
+        "TUNEFLOW_MODEL_NAME", "Registered model name (default `<base model>-ft`, `/` replaced by `-`)."
+    )
+    endpoint: str = _s(
+        "TUNEFLOW_ENDPOINT", "Managed online endpoint (3-32 chars, unique per region).", "tuneflow-chat"
+    )
+    instance_type: str = _s(
+        "TUNEFLOW_INSTANCE_TYPE",
+        "VM size of deployments; checked against the model's inference_compute_allow_list.",
+        "Standard_NC24ads_A100_v4",
+    )
+    instance_count: int = _s("TUNEFLOW_INSTANCE_COUNT", "Instances per deployment.", 1)
+    request_timeout_ms: int = _s(
+        "TUNEFLOW_REQUEST_TIMEOUT_MS", "Scoring request timeout of deployments, in ms.", 90000
+    )
+    liveness_initial_delay: int = _s(
+        "TUNEFLOW_LIVENESS_INITIAL_DELAY",
+        "Seconds before a deployment's liveness probe starts (large models load slowly).",
+        600,
+    )
+    reconcile_schedule: str = _s(
+        "TUNEFLOW_RECONCILE_SCHEDULE", "NCRONTAB schedule of the reconciler timer.", "0 */2 * * * *"
+    )
+    eventgrid_topic_endpoint: str | None = _s(
+        "TUNEFLOW_EVENTGRID_TOPIC_ENDPOINT", "Event Grid custom topic for run notifications (optional)."
+    )
+    eventgrid_topic_key: str | None = _s(
+        "TUNEFLOW_EVENTGRID_TOPIC_KEY",
+        "Key of that topic; without it, managed identity is used.",
+        secret=True,
+    )
+
     @property
     def azureml_configured(self) -> bool:
         return self.emulator_connection is not None or None not in (
@@ -113,6 +148,10 @@ class Settings:
             self.resource_group,
             self.workspace,
         )
+
+    @property
+    def registered_model_name(self) -> str:
+        return self.model_name or f"{self.base_model.replace('/', '-')}-ft"
 
     def require_azureml(self) -> None:
         if not self.azureml_configured:
@@ -164,9 +203,16 @@ class Settings:
             ("TUNEFLOW_MIN_EXAMPLES", self.min_examples),
             ("TUNEFLOW_NUM_NODES", self.num_nodes),
             ("TUNEFLOW_REPORT_EXAMPLES", self.report_examples),
+            ("TUNEFLOW_INSTANCE_COUNT", self.instance_count),
+            ("TUNEFLOW_REQUEST_TIMEOUT_MS", self.request_timeout_ms),
         ):
             if number < 1:
                 problems.append(f"{env}: expected a positive integer (got {number})")
+        if not _ENDPOINT_NAME.fullmatch(self.endpoint) or not 3 <= len(self.endpoint) <= 32:
+            problems.append(
+                "TUNEFLOW_ENDPOINT: expected 3-32 letters, digits and dashes, starting with a letter "
+                f"(got {self.endpoint!r})"
+            )
         if self.drop_container == self.output_container:
             problems.append("TUNEFLOW_DROP_CONTAINER and TUNEFLOW_OUTPUT_CONTAINER must differ")
         return problems

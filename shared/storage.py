@@ -8,6 +8,7 @@ become visible on commit — so an abandoned write leaves nothing behind.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import threading
@@ -48,10 +49,8 @@ def container(settings: Settings, name: str) -> ContainerClient:
     client = blob_service(settings).get_container_client(name)
     marker = (client.url, name)
     if marker not in _ensured:
-        try:
+        with contextlib.suppress(ResourceExistsError):
             client.create_container()
-        except ResourceExistsError:
-            pass
         _ensured.add(marker)
     return client
 
@@ -123,7 +122,7 @@ class SeekableBlob(io.RawIOBase):
         if want <= 0:
             return 0
         start = self._pos - self._cache_start
-        if not (0 <= start and start + want <= len(self._cache)):
+        if not (start >= 0 and start + want <= len(self._cache)):
             self._fill(max(want, self._chunk))
             start = 0
         view[:want] = self._cache[start : start + want]

@@ -43,7 +43,9 @@ def build_pipeline_job(
         compute["instance_type_finetune"] = target.instance_type
         compute["instance_type_model_evaluation"] = target.instance_type
 
-    @pipeline(name=job_name, description=f"tuneflow fine-tune of {base_model_id}")  # type: ignore[untyped-decorator]
+    as_pipeline = pipeline(name=job_name, description=f"tuneflow fine-tune of {base_model_id}")  # type: ignore[call-overload]
+
+    @as_pipeline  # type: ignore[untyped-decorator]
     def chat_finetune() -> dict[str, Any]:
         chat_completion_pipeline = component(
             mlflow_model_path=base_model_id,

@@ -66,12 +66,20 @@ def tag_dict(tags: dict[str, str], key: str) -> dict[str, Any]:
     return {}
 
 
-def get_base_model(registry: Any, settings: Settings) -> BaseModel:
+_HINT = "set TUNEFLOW_BASE_MODEL (and TUNEFLOW_BASE_MODEL_VERSION) to a model that can be fine-tuned"
+
+
+def _describe(settings: Settings) -> str:
+    version = settings.base_model_version
+    return (f"base model {settings.base_model!r}" + (f" version {version}" if version else "")
+            + f" in registry {settings.registry!r}")
+
+
+def fetch_base_model(registry: Any, settings: Settings) -> Any:
+    """The registry's model entity for the configured base model (no fitness checks)."""
     from azure.core.exceptions import ResourceNotFoundError
 
-    name, version = settings.base_model, settings.base_model_version
-    where = f"base model {name!r}" + (f" version {version}" if version else "") + f" in registry {settings.registry!r}"
-    hint = "set TUNEFLOW_BASE_MODEL (and TUNEFLOW_BASE_MODEL_VERSION) to a model that can be fine-tuned"
+    name, version, where = settings.base_model, settings.base_model_version, _describe(settings)
     try:
         with azure_errors(f"reading {where}", ModelUnavailableError):
             model = registry.models.get(name, version=version) if version else registry.models.get(
@@ -79,8 +87,15 @@ def get_base_model(registry: Any, settings: Settings) -> BaseModel:
             )
     except ResourceNotFoundError as exc:
         raise ModelUnavailableError(
-            f"{where} was not found (it may be archived or retired): {hint}", model=name
+            f"{where} was not found (it may be archived or retired): {_HINT}", model=name
         ) from exc
+    return model
+
+
+def get_base_model(registry: Any, settings: Settings) -> BaseModel:
+    """The base model, refused with an actionable error when archived or deprecated."""
+    model = fetch_base_model(registry, settings)
+    name, where = settings.base_model, _describe(settings)
     tags = {str(k): str(v) for k, v in (model.tags or {}).items()}
     properties = {str(k).lower(): str(v).lower() for k, v in (model.properties or {}).items()}
     archived = (model.stage or "").lower() == "archived" or properties.get("isarchived") == "true"
@@ -88,7 +103,7 @@ def get_base_model(registry: Any, settings: Settings) -> BaseModel:
     if archived or deprecated:
         state = "archived" if archived else f"deprecated ({', '.join(f'{k}={tags[k]}' for k in deprecated)})"
         raise ModelUnavailableError(
-            f"{where} is {state} and cannot be fine-tuned: {hint}", model=name, version=model.version
+            f"{where} is {state} and cannot be fine-tuned: {_HINT}", model=name, version=model.version
         )
     return BaseModel(str(model.id), str(model.name), str(model.version), tags)
 

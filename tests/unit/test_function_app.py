@@ -8,6 +8,8 @@ import function_app
 EXPECTED = {
     # name: (trigger binding type, {other binding types})
     "ingest": ("eventGridTrigger", set()),
+    "lifecycle": ("eventGridTrigger", set()),
+    "reconcile": ("timerTrigger", set()),
 }
 
 

@@ -1,0 +1,1 @@
+"""Lifecycle: job completion → model registration → blue/green deployment, and the reconciler."""

@@ -1,0 +1,165 @@
+"""Ingest through real Azurite: drop → validate → REJECTED with report, or SUBMITTED with the job."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+
+import pytest
+import responses
+from azure.storage.blob import BlobServiceClient
+
+from shared.handlers import on_blob_created
+from shared.ingest import Ingestor
+from shared.records import BlobRecordStore
+from shared.runs import RunState, RunStore
+from shared.services import Services
+from shared.settings import Settings
+from shared.storage import container
+from tests.support.datasets import invalid_jsonl, valid_jsonl
+from tests.support.events import blob_created, function_event
+from tests.support.fake_arm import FakeArm
+from tests.support.submission import submitter
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def env(azurite, reference_dir):
+    suffix = uuid.uuid4().hex[:8]
+    settings = Settings.from_env({
+        "TUNEFLOW_STORAGE_CONNECTION": azurite.connection_string,
+        "TUNEFLOW_DROP_CONTAINER": f"drop-{suffix}", "TUNEFLOW_OUTPUT_CONTAINER": f"out-{suffix}",
+        "TUNEFLOW_SUBSCRIPTION_ID": "sub", "TUNEFLOW_RESOURCE_GROUP": "rg", "TUNEFLOW_WORKSPACE": "ws",
+    })
+    arm = FakeArm()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_passthru(re.compile(r"http://127\.0\.0\.1.*"))  # Azurite is real
+        arm.install(mock)
+        blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
+        drop = container(settings, settings.drop_container)
+        output = container(settings, settings.output_container)
+        runs = RunStore(BlobRecordStore(output))
+        sub = submitter(settings, reference_dir / "azureml" / "chat_completion_pipeline.spec.yaml")
+        svc = Services(settings, runs, Ingestor(settings, blobs, runs, sub))
+        yield svc, drop, output, arm
+
+
+def drop_and_deliver(svc, drop, name: str, data: bytes, api: str = "PutBlob"):
+    etag = drop.get_blob_client(name).upload_blob(data, overwrite=True)["etag"]
+    return on_blob_created(function_event(blob_created(drop.container_name, name, api=api, etag=etag)), svc)
+
+
+def test_valid_dataset_is_submitted_with_the_right_job_body(env):
+    svc, drop, output, arm = env
+    result = drop_and_deliver(svc, drop, "chat/good.jsonl", valid_jsonl(60))
+    assert result.outcome == "submitted", result.reason
+    run = svc.runs.get(result.run.run_id)
+    assert run.state == RunState.SUBMITTED and run.job_name == f"tuneflow-{run.run_id}"
+    assert [t.state for t in run.history] == ["RECEIVED", "VALIDATING", "SUBMITTED"]
+    (body,) = arm.puts("/jobs/")
+    inputs = body["properties"]["jobs"]["chat_completion_pipeline"]["inputs"]
+    assert inputs["train_file_path"]["uri"] == f"azureml://datastores/tuneflow/paths/{run.train_path}"
+    assert body["properties"]["tags"]["tuneflow.dataset"] == f"{drop.container_name}/chat/good.jsonl"
+    # the prepared split is in the output container, every row accounted for, deterministic
+    train = output.download_blob(run.train_path).readall().splitlines()
+    test = output.download_blob(run.test_path).readall().splitlines()
+    assert len(train) + len(test) == 60 and train and test
+    report = json.loads(output.download_blob(run.report_path).readall())
+    assert report["valid"] is True
+
+
+def test_invalid_dataset_is_rejected_with_a_report_and_nothing_submitted(env):
+    svc, drop, output, arm = env
+    result = drop_and_deliver(svc, drop, "bad.jsonl", invalid_jsonl(40))
+    assert result.outcome == "rejected"
+    run = svc.runs.get(result.run.run_id)
+    assert run.state == RunState.REJECTED and run.job_name is None
+    report = json.loads(output.download_blob(run.report_path).readall())
+    assert report["valid"] is False
+    text = json.dumps(report)
+    assert "invalid_json" in text and '"line": 6' in text
+    assert not arm.jobs
+    assert not list(output.list_blobs(name_starts_with="prepared/"))  # nothing committed
+
+
+def test_same_event_twice_and_concurrently_yields_one_run_and_one_job(env):
+    svc, drop, output, arm = env
+    data = valid_jsonl(30)
+    etag = drop.get_blob_client("twice.jsonl").upload_blob(data)["etag"]
+    event = function_event(blob_created(drop.container_name, "twice.jsonl", etag=etag))
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(on_blob_created(event, svc))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results.append(on_blob_created(event, svc))
+    assert len({r.run.run_id for r in results}) == 1
+    assert len(arm.jobs) == 1
+    assert [r.outcome for r in results].count("submitted") >= 1
+    # losers cleaned up their prepared copies: exactly one train + one test remain
+    assert len(list(output.list_blobs(name_starts_with="prepared/"))) == 2
+
+
+def test_reupload_of_the_same_bytes_converges_on_the_same_run(env):
+    svc, drop, _, arm = env
+    first = drop_and_deliver(svc, drop, "a.jsonl", valid_jsonl(30))
+    second = drop_and_deliver(svc, drop, "copy-of-a.jsonl", valid_jsonl(30), api="CopyBlob")
+    assert first.run.run_id == second.run.run_id and second.outcome == "duplicate"
+    assert len(arm.jobs) == 1
+
+
+def test_folder_dataset_waits_for_both_files(env):
+    svc, drop, _, arm = env
+    assert drop_and_deliver(svc, drop, "exp1/train.jsonl", valid_jsonl(40)).outcome == "waiting"
+    result = drop_and_deliver(svc, drop, "exp1/test.jsonl", valid_jsonl(10, start=100))
+    assert result.outcome == "submitted"
+    assert result.run.sources == ["exp1/train.jsonl", "exp1/test.jsonl"]
+    assert len(arm.jobs) == 1
+
+
+@pytest.mark.parametrize(("event_change", "reason"), [
+    ({"api": "PutBlockList", "container": "elsewhere"}, "not the drop container"),
+    ({"api": "SetBlobMetadata"}, "does not create blob content"),
+    ({"name": "notes.txt"}, "not a dataset file"),
+])
+def test_events_that_are_not_for_ingest_are_ignored(env, event_change, reason):
+    svc, drop, _, _arm = env
+    raw = blob_created(event_change.get("container", drop.container_name), event_change.get("name", "x.jsonl"),
+                       api=event_change.get("api", "PutBlob"))
+    result = on_blob_created(function_event(raw), svc)
+    assert result.outcome == "ignored" and reason in result.reason
+
+
+def test_malformed_event_and_deleted_blob_are_acknowledged(env):
+    svc, drop, _, _ = env
+    raw = blob_created(drop.container_name, "x.jsonl")
+    del raw["data"]["api"]
+    assert "data.api is missing" in on_blob_created(function_event(raw), svc).reason
+    gone = on_blob_created(function_event(blob_created(drop.container_name, "never-uploaded.jsonl")), svc)
+    assert gone.outcome == "ignored" and "deleted before it could be read" in gone.reason
+
+
+def test_azure_ml_refusal_fails_the_run_with_its_message(env):
+    svc, drop, _, arm = env
+    arm.compute_state = "Failed"
+    result = drop_and_deliver(svc, drop, "refused.jsonl", valid_jsonl(30))
+    assert result.outcome == "failed"
+    run = svc.runs.get(result.run.run_id)
+    assert run.state == RunState.FAILED and "is in a failed state" in run.last_error
+
+
+def test_transient_azure_ml_errors_raise_for_redelivery_then_resume(env):
+    svc, drop, _, arm = env
+    arm.job_status = 503
+    data = valid_jsonl(30)
+    etag = drop.get_blob_client("flaky.jsonl").upload_blob(data)["etag"]
+    event = function_event(blob_created(drop.container_name, "flaky.jsonl", etag=etag))
+    with pytest.raises(Exception, match="503"):
+        on_blob_created(event, svc)
+    arm.job_status = None
+    result = on_blob_created(event, svc)  # Event Grid's redelivery
+    assert result.outcome == "submitted" and len(arm.jobs) == 1
