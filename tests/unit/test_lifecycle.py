@@ -1,0 +1,208 @@
+"""Lifecycle state machine against an in-memory workspace (the emulator tests cover the real SDK)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from shared.events import Envelope, parse_model_registered, parse_run_event
+from shared.lifecycle.context import LifecycleContext
+from shared.lifecycle.deployment import smoke_request
+from shared.lifecycle.model_events import on_model_registered
+from shared.lifecycle.names import deployment_name_for
+from shared.lifecycle.reconcile import reconcile
+from shared.lifecycle.registration import on_run_event
+from shared.records import MemoryRecordStore
+from shared.runs import Run, RunState, RunStore
+from shared.settings import Settings
+from tests.support.events import load_event
+from tests.support.fake_registry import PHI3_TAGS
+from tests.support.fake_workspace import FakeWorkspace
+
+RUN_ID = "3f2a9c0d1e5b7a8c6d4e"
+SAMPLE = json.dumps({"messages": [{"role": "user", "content": "What is 2 plus 2?"},
+                                  {"role": "assistant", "content": "4"}]}).encode()
+
+
+@pytest.fixture
+def world():
+    settings = Settings.from_env({"TUNEFLOW_STORAGE_CONNECTION": "x", "TUNEFLOW_EMULATOR_CONNECTION": "/x"})
+    fake = FakeWorkspace()
+    registry = SimpleNamespace(models=SimpleNamespace(get=lambda *a, **k: SimpleNamespace(tags=PHI3_TAGS)))
+    clients = SimpleNamespace(workspace=fake.ws, registry=registry)
+    ctx = LifecycleContext(settings, RunStore(MemoryRecordStore()), lambda: clients, lambda path: SAMPLE)
+    return ctx, fake
+
+
+def submitted(ctx, run_id: str = RUN_ID) -> Run:
+    run = Run(run_id=run_id, state=RunState.SUBMITTED, dataset="datasets/a.jsonl", sources=["a.jsonl"],
+              base_model="Phi-3-mini-4k-instruct", job_name=f"tuneflow-{run_id}", test_path="prepared/x/test.jsonl")
+    ctx.runs.create(run)
+    return run
+
+
+def run_event(name: str, **changes):
+    raw = load_event(name)
+    raw["data"].update(changes)
+    return parse_run_event(Envelope.from_dict(raw))
+
+
+def model_event(name: str, **changes):
+    raw = load_event(name)
+    raw["data"].update(changes)
+    return parse_model_registered(Envelope.from_dict(raw))
+
+
+def test_running_then_completed_registers_one_model_with_tags(world):
+    ctx, fake = world
+    submitted(ctx)
+    fake.add_job(f"tuneflow-{RUN_ID}", "Completed")
+    assert on_run_event(ctx, run_event("run_status_running_camel")) == "running"
+    assert ctx.runs.get(RUN_ID).state == RunState.RUNNING
+    on_run_event(ctx, run_event("run_completed_camel"))
+    on_run_event(ctx, run_event("run_completed_camel"))  # duplicate delivery
+    run = ctx.runs.get(RUN_ID)
+    assert run.state == RunState.REGISTERED and run.model == f"Phi-3-mini-4k-instruct-ft:{RUN_ID}"
+    assert fake.model_creates == 1
+    model = fake.models[("Phi-3-mini-4k-instruct-ft", RUN_ID)]
+    assert model.path == f"azureml://jobs/tuneflow-{RUN_ID}/outputs/trained_model"
+    assert model.tags["tuneflow.run_id"] == RUN_ID and model.tags["metrics.eval_loss"] == "1.25"
+    assert model.type == "mlflow_model"
+    # a late Running event changes nothing
+    on_run_event(ctx, run_event("run_status_running_camel"))
+    assert ctx.runs.get(RUN_ID).state == RunState.REGISTERED
+
+
+def test_failed_job_records_its_message(world):
+    ctx, fake = world
+    submitted(ctx)
+    fake.add_job(f"tuneflow-{RUN_ID}", "Failed", error="CUDA out of memory in finetune step")
+    on_run_event(ctx, run_event("run_status_failed_pascal"))
+    run = ctx.runs.get(RUN_ID)
+    assert run.state == RunState.FAILED and "CUDA out of memory" in run.last_error
+
+
+def test_child_steps_other_experiments_and_unknown_runs_change_nothing(world):
+    ctx, fake = world
+    submitted(ctx)
+    for name in ("run_completed_child_step", "run_completed_other_experiment"):
+        assert on_run_event(ctx, run_event(name)) == "ignored"
+    assert on_run_event(ctx, run_event("run_completed_camel", runId="tuneflow-3f2a9c0d1e5b7a8c6d4f",
+                                       runTags={})) == "ignored"
+    assert ctx.runs.get(RUN_ID).state == RunState.SUBMITTED and fake.model_creates == 0
+
+
+def deploy_ready(ctx, fake, run_id: str = RUN_ID) -> Run:
+    submitted(ctx, run_id)
+    fake.add_job(f"tuneflow-{run_id}", "Completed")
+    on_run_event(ctx, run_event("run_completed_camel", runId=f"tuneflow-{run_id}",
+                                runTags={"tuneflow.run_id": run_id}))
+    return ctx.runs.get(run_id)
+
+
+def test_model_registered_deploys_blue_green(world):
+    ctx, fake = world
+    deploy_ready(ctx, fake)
+    state = on_model_registered(ctx, model_event("model_registered_camel"))
+    run = ctx.runs.get(RUN_ID)
+    assert state == "DEPLOYED" and run.state == RunState.DEPLOYED
+    assert run.endpoint == "tuneflow-chat" and run.deployment == deployment_name_for(*run.model.rsplit(":", 1))
+    assert fake.endpoints["tuneflow-chat"].auth_mode == "key"
+    assert fake.endpoints["tuneflow-chat"].traffic == {run.deployment: 100}
+    dep = fake.deployments[run.deployment]
+    assert dep.liveness_probe.initial_delay == 600 and dep.request_settings.request_timeout_ms == 90000
+    (smoke,) = fake.invocations
+    assert smoke["deployment"] == run.deployment and "What is 2 plus 2?" in smoke["body"]
+    assert [t.state for t in run.history][-3:] == ["REGISTERED", "DEPLOYING", "DEPLOYED"]
+
+
+def test_second_model_replaces_the_first_and_retires_its_run(world):
+    ctx, fake = world
+    deploy_ready(ctx, fake)
+    on_model_registered(ctx, model_event("model_registered_camel"))
+    first = ctx.runs.get(RUN_ID)
+    other = "aaaaaaaaaaaaaaaaaaaa"
+    deploy_ready(ctx, fake, other)
+    on_model_registered(ctx, model_event("model_registered_camel", modelVersion=other,
+                                         modelTags={"tuneflow.run_id": other}))
+    second = ctx.runs.get(other)
+    assert second.state == RunState.DEPLOYED and ctx.runs.get(RUN_ID).state == RunState.RETIRED
+    assert fake.deleted == [first.deployment] and list(fake.deployments) == [second.deployment]
+
+
+def test_failed_smoke_test_rolls_back_and_keeps_the_previous_deployment(world):
+    ctx, fake = world
+    deploy_ready(ctx, fake)
+    on_model_registered(ctx, model_event("model_registered_camel"))
+    previous = ctx.runs.get(RUN_ID).deployment
+    other = "bbbbbbbbbbbbbbbbbbbb"
+    deploy_ready(ctx, fake, other)
+    fake.smoke_answer = "[]"
+    on_model_registered(ctx, model_event("model_registered_camel", modelVersion=other,
+                                         modelTags={"tuneflow.run_id": other}))
+    failed = ctx.runs.get(other)
+    assert failed.state == RunState.DEPLOY_FAILED and "smoke test failed" in failed.last_error
+    assert fake.endpoints["tuneflow-chat"].traffic == {previous: 100}
+    assert list(fake.deployments) == [previous] and ctx.runs.get(RUN_ID).state == RunState.DEPLOYED
+
+
+def test_failed_provisioning_rolls_back(world):
+    ctx, fake = world
+    deploy_ready(ctx, fake)
+    fake.fail_deployments = True
+    on_model_registered(ctx, model_event("model_registered_camel"))
+    run = ctx.runs.get(RUN_ID)
+    assert run.state == RunState.DEPLOY_FAILED and "failed to provision" in run.last_error
+    assert run.deployment in fake.deleted
+
+
+def test_long_operations_are_left_to_the_reconciler(world):
+    ctx, fake = world
+    fake.auto_complete = False
+    deploy_ready(ctx, fake)
+    assert on_model_registered(ctx, model_event("model_registered_camel")) == "DEPLOYING"
+    fake.finish()  # the endpoint is up; the deployment is started by the next pass
+    reconcile(ctx)
+    fake.finish()
+    outcome = reconcile(ctx)
+    assert ctx.runs.get(RUN_ID).state == RunState.DEPLOYED and outcome["DEPLOYED"] == 1
+
+
+def test_reconciler_recovers_a_lost_run_completed_event(world):
+    ctx, fake = world
+    submitted(ctx)
+    fake.add_job(f"tuneflow-{RUN_ID}", "Completed")
+    reconcile(ctx)  # no event at all: the job's status is read
+    assert ctx.runs.get(RUN_ID).state == RunState.DEPLOYED and fake.model_creates == 1
+
+
+def test_unrelated_models_are_not_deployed_and_auto_deploy_tags_are(world):
+    ctx, fake = world
+    assert on_model_registered(ctx, model_event("model_registered_unrelated")) == "ignored"
+    assert not fake.deployments
+    assert on_model_registered(ctx, model_event("model_registered_pascal_int_version")) == "DEPLOYED"
+    (run,) = list(ctx.runs.list())
+    assert run.model == "Phi-3-mini-4k-instruct-ft:3" and run.dataset == "(registered outside tuneflow)"
+
+
+def test_instance_type_must_be_allowed_for_inference(world):
+    ctx, fake = world
+    ctx.settings = Settings.from_env({"TUNEFLOW_STORAGE_CONNECTION": "x", "TUNEFLOW_EMULATOR_CONNECTION": "/x",
+                                      "TUNEFLOW_INSTANCE_TYPE": "Standard_DS3_v2"})
+    deploy_ready(ctx, fake)
+    on_model_registered(ctx, model_event("model_registered_camel"))
+    run = ctx.runs.get(RUN_ID)
+    assert run.state == RunState.DEPLOY_FAILED and "inference_compute_allow_list" in run.last_error
+    assert not fake.deployments
+
+
+def test_names_fit_azure_rules():
+    import re
+    for version in ("3", RUN_ID, "1.0.0", "x" * 80):
+        name = deployment_name_for("Phi-3-mini-4k-instruct-ft", version)
+        assert 3 <= len(name) <= 32 and re.fullmatch(r"[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?", name), name
+    assert smoke_request(None)["input_data"]["input_string"] == [{"role": "user", "content": "Say hello."}]
+    assert smoke_request(b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "con')[
+        "input_data"]["input_string"][0]["content"] == "Say hello."

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from shared.notify import Notifier
+from shared.records import MemoryRecordStore
+from shared.runs import Run, RunState, RunStore
+from shared.settings import Settings
+
+
+class FlakyTopic:
+    def __init__(self) -> None:
+        self.down = False
+        self.received: list[tuple[str, str]] = []
+
+    def send(self, events) -> None:
+        if self.down:
+            raise ConnectionError("topic unreachable")
+        self.received.extend((e.type, e.subject) for e in events)
+
+
+def setup():
+    records = MemoryRecordStore()
+    topic = FlakyTopic()
+    notifier = Notifier(Settings.from_env({"TUNEFLOW_STORAGE_CONNECTION": "x"}), records, client=topic)
+    runs = RunStore(records, on_transition=notifier.on_transition)
+    runs.create(Run(run_id="r1", state=RunState.RECEIVED, dataset="d", sources=[], base_model="m"))
+    return runs, notifier, topic, records
+
+
+def test_each_transition_is_one_cloud_event_in_order():
+    runs, _, topic, records = setup()
+    runs.advance("r1", RunState.VALIDATING)
+    runs.advance("r1", RunState.SUBMITTED)
+    runs.advance("r1", RunState.SUBMITTED)  # no transition, no event
+    assert topic.received == [("tuneflow.run.received", "runs/r1"), ("tuneflow.run.validating", "runs/r1"),
+                              ("tuneflow.run.submitted", "runs/r1")]
+    assert not list(records.keys("outbox/"))
+
+
+def test_a_failing_topic_never_breaks_the_flow_and_catches_up_in_order():
+    runs, notifier, topic, records = setup()
+    topic.down = True
+    runs.advance("r1", RunState.VALIDATING)
+    run = runs.advance("r1", RunState.SUBMITTED)
+    assert run.state == RunState.SUBMITTED and len(list(records.keys("outbox/"))) == 2
+    topic.down = False
+    assert notifier.flush() == 2
+    assert [t for t, _ in topic.received] == ["tuneflow.run.received", "tuneflow.run.validating",
+                                              "tuneflow.run.submitted"]
+
+
+def test_disabled_without_a_topic():
+    records = MemoryRecordStore()
+    notifier = Notifier(Settings.from_env({"TUNEFLOW_STORAGE_CONNECTION": "x"}), records)
+    runs = RunStore(records, on_transition=notifier.on_transition)
+    runs.create(Run(run_id="r1", state=RunState.RECEIVED, dataset="d", sources=[], base_model="m"))
+    assert not notifier.enabled and not list(records.keys("outbox/"))
