@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.azurite import Azurite, start_azurite
+from devstack.azurite import Azurite, start_azurite
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
