@@ -46,11 +46,15 @@ class Envelope:
     data: Mapping[str, Any]
 
     @classmethod
-    def from_function_event(cls, event: EventGridEventLike) -> Envelope:
+    def from_function_event(cls, event: EventGridEventLike | Any) -> Envelope:
+        """From the trigger's object: ``EventGridEvent``, or ``CloudEvent`` when the subscription
+        delivers the CloudEvents schema (the worker picks the type from the payload)."""
         data = event.get_json()
         if not isinstance(data, Mapping):
             raise EventError(f"event {event.id}: data is not a JSON object", event_id=event.id)
-        return cls(event.id, event.event_type, event.subject or "", event.topic or "", data)
+        event_type = getattr(event, "event_type", None) or getattr(event, "type", "")
+        topic = getattr(event, "topic", None) or getattr(event, "source", "")
+        return cls(event.id, str(event_type), event.subject or "", str(topic or ""), data)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Envelope:

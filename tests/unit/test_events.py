@@ -74,3 +74,13 @@ def test_collection_matches_the_documented_payload_shapes(reference_dir):
         # and the parser reads the reference payload too
         Envelope.from_dict(ref)
     assert len(list(EVENTS.glob("*.json"))) >= 10
+
+
+def test_cloud_events_schema_deliveries_are_read_too():
+    import azure.functions as func
+
+    raw = load_event("blob_created_putblob")
+    event = func.CloudEvent(id="1", source=raw["topic"], type=raw["eventType"], specversion="1.0",
+                            data=raw["data"], subject=raw["subject"])
+    parsed = parse_blob_created(Envelope.from_function_event(event))
+    assert parsed.blob_name == "chat/ultrachat_small.jsonl" and parsed.api == "PutBlob"
