@@ -23,7 +23,7 @@ from shared.errors import TuneflowError
 from shared.events import BlobCreated
 from shared.runs import Run, RunState, RunStore, Transition, apply, run_id_for
 from shared.settings import Settings
-from shared.storage import BlockWriter, SeekableBlob, StreamingBlob
+from shared.storage import BlockWriter, SeekableBlob
 from shared.validation import ValidationOptions, ValidationReport, detect_format, validate_dataset
 
 if TYPE_CHECKING:
@@ -59,9 +59,9 @@ class BlobSource:
     etag: str
 
     def open(self) -> IO[bytes]:
-        if self.fmt == "parquet":  # Parquet reads its footer first: ranged reads
-            return io.BufferedReader(SeekableBlob(self.blob, self.size, self.etag), 1024 * 1024)
-        return io.BufferedReader(StreamingBlob(self.blob, self.etag), 1024 * 1024)
+        # Ranged reads: Parquet reads its footer first, and a known size lets the validator
+        # refuse an oversized file without downloading it.
+        return io.BufferedReader(SeekableBlob(self.blob, self.size, self.etag), 1024 * 1024)
 
 
 def validation_options(settings: Settings) -> ValidationOptions:

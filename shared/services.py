@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
 from shared.ingest import Ingestor
 from shared.lifecycle.context import LifecycleContext
@@ -12,6 +13,9 @@ from shared.records import BlobRecordStore
 from shared.runs import RunStore
 from shared.settings import Settings, get_settings
 from shared.storage import blob_service, container
+
+if TYPE_CHECKING:
+    from shared.azureml.clients import AzureML
 
 
 @dataclass(frozen=True)
@@ -23,7 +27,8 @@ class Services:
     notifier: Notifier
 
 
-def build_services(settings: Settings) -> Services:
+def build_services(settings: Settings, clients: AzureML | None = None) -> Services:
+    """Everything handlers need; ``clients`` replaces the Azure ML clients (tests)."""
     from shared.azureml.clients import azureml
     from shared.azureml.submit import PipelineSubmitter
 
@@ -32,7 +37,7 @@ def build_services(settings: Settings) -> Services:
     records = BlobRecordStore(output)
     notifier = Notifier(settings, records)
     runs = RunStore(records, on_transition=notifier.on_transition)
-    ingestor = Ingestor(settings, blob_service(settings), runs, PipelineSubmitter(settings))
+    ingestor = Ingestor(settings, blob_service(settings), runs, PipelineSubmitter(settings, clients))
 
     def read_test_sample(path: str) -> bytes | None:
         """The first row of a prepared test split (a ranged read, not the whole file)."""
@@ -40,7 +45,7 @@ def build_services(settings: Settings) -> Services:
         line = head.split(b"\n", 1)[0]
         return line or None
 
-    lifecycle = LifecycleContext(settings, runs, lambda: azureml(settings), read_test_sample)
+    lifecycle = LifecycleContext(settings, runs, lambda: clients or azureml(settings), read_test_sample)
     return Services(settings, runs, ingestor, lifecycle, notifier)
 
 

@@ -1,7 +1,7 @@
 """Blob Storage access: clients from settings, streaming reads and block-by-block writes.
 
-Datasets are never held whole in memory: reads go through the SDK's chunked downloader (or ranged
-reads for Parquet, which needs to seek), and prepared files are written as staged blocks that only
+Datasets are never held whole in memory: reads are ranged (4 MiB at a time, pinned to one ETag),
+and prepared files are written as staged blocks that only
 become visible on commit — so an abandoned write leaves nothing behind.
 """
 
@@ -138,32 +138,3 @@ class SeekableBlob(io.RawIOBase):
             kwargs = {"etag": self._etag, "match_condition": MatchConditions.IfNotModified}
         self._cache = self._blob.download_blob(offset=self._pos, length=length, **kwargs).readall()
         self._cache_start = self._pos
-
-
-class StreamingBlob(io.RawIOBase):
-    """A forward-only file over the SDK's chunked download (constant memory, one request)."""
-
-    def __init__(self, blob: BlobClient, etag: str | None) -> None:
-        from azure.core import MatchConditions
-
-        super().__init__()
-        kwargs: dict[str, Any] = {"max_concurrency": 1}
-        if etag:
-            kwargs.update(etag=etag, match_condition=MatchConditions.IfNotModified)
-        self._chunks = blob.download_blob(**kwargs).chunks()
-        self._pending = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        while not self._pending:
-            try:
-                self._pending = memoryview(next(self._chunks))
-            except StopIteration:
-                return 0
-        n = min(len(view), len(self._pending))
-        view[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n

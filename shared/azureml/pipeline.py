@@ -7,12 +7,16 @@ pipeline output ``trained_model`` (the path the lifecycle registers the model fr
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 from shared.azureml.preflight import SERVERLESS, ComputeTarget
 
 TRAINED_MODEL_OUTPUT = "trained_model"
+# The dsl keeps the pipeline being built on a process-global stack: two threads building at once
+# nest one pipeline inside the other. The Functions worker runs invocations on a thread pool.
+_BUILD_LOCK = threading.Lock()
 
 
 def job_name_for(run_id: str) -> str:
@@ -58,7 +62,8 @@ def build_pipeline_job(
         )
         return {TRAINED_MODEL_OUTPUT: chat_completion_pipeline.outputs.mlflow_model_folder}
 
-    job = chat_finetune()
+    with _BUILD_LOCK:
+        job = chat_finetune()
     job.name = job_name
     job.display_name = job_name
     job.experiment_name = experiment

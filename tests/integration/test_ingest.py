@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -9,19 +10,16 @@ import uuid
 
 import pytest
 import responses
-from azure.storage.blob import BlobServiceClient
 
 from shared.handlers import on_blob_created
-from shared.ingest import Ingestor
-from shared.records import BlobRecordStore
-from shared.runs import RunState, RunStore
-from shared.services import Services
+from shared.runs import RunState
+from shared.services import build_services
 from shared.settings import Settings
 from shared.storage import container
 from tests.support.datasets import invalid_jsonl, valid_jsonl
 from tests.support.events import blob_created, function_event
 from tests.support.fake_arm import FakeArm
-from tests.support.submission import submitter
+from tests.support.submission import fake_clients
 
 pytestmark = pytest.mark.integration
 
@@ -38,12 +36,9 @@ def env(azurite, reference_dir):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add_passthru(re.compile(r"http://127\.0\.0\.1.*"))  # Azurite is real
         arm.install(mock)
-        blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
+        svc = build_services(settings, fake_clients(reference_dir / "azureml" / "chat_completion_pipeline.spec.yaml"))
         drop = container(settings, settings.drop_container)
         output = container(settings, settings.output_container)
-        runs = RunStore(BlobRecordStore(output))
-        sub = submitter(settings, reference_dir / "azureml" / "chat_completion_pipeline.spec.yaml")
-        svc = Services(settings, runs, Ingestor(settings, blobs, runs, sub))
         yield svc, drop, output, arm
 
 
@@ -96,6 +91,7 @@ def test_same_event_twice_and_concurrently_yields_one_run_and_one_job(env):
         t.start()
     for t in threads:
         t.join()
+    assert len(results) == 3  # no delivery raised
     results.append(on_blob_created(event, svc))
     assert len({r.run.run_id for r in results}) == 1
     assert len(arm.jobs) == 1
@@ -163,3 +159,37 @@ def test_transient_azure_ml_errors_raise_for_redelivery_then_resume(env):
     arm.job_status = None
     result = on_blob_created(event, svc)  # Event Grid's redelivery
     assert result.outcome == "submitted" and len(arm.jobs) == 1
+
+
+def test_oversized_blob_is_rejected_without_being_downloaded(env):
+    svc, drop, output, arm = env
+    tight = build_services(dataclasses.replace(svc.settings, max_file_mb=1), svc.lifecycle.ml)
+    data = valid_jsonl(12000)  # ~2 MiB
+    assert len(data) > 1024 * 1024
+    result = drop_and_deliver(tight, drop, "huge.jsonl", data)
+    assert result.outcome == "rejected"
+    report = json.loads(output.download_blob(result.run.report_path).readall())
+    assert "file_too_large" in report["errors"]
+    assert report["files"]["train"]["complete"] is False
+    assert not arm.jobs
+
+
+def test_parquet_datasets_stream_from_blob_storage(env):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.support.datasets import row
+
+    svc, drop, output, _ = env
+    rows = [row(i) for i in range(50)]
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows), buffer, row_group_size=10)
+    result = drop_and_deliver(svc, drop, "ultrachat.parquet", buffer.getvalue())
+    assert result.outcome == "submitted", result.reason
+    run = svc.runs.get(result.run.run_id)
+    lines = output.download_blob(run.train_path).readall().splitlines()
+    lines += output.download_blob(run.test_path).readall().splitlines()
+    assert sorted(json.loads(line)["prompt_id"] for line in lines) == sorted(r["prompt_id"] for r in rows)
+

@@ -29,7 +29,6 @@ def fake_registry(spec: Path, *, model_tags: dict[str, str] | None = None, stage
     model = Model(name="Phi-3-mini-4k-instruct", version="7", tags=PHI3_TAGS if model_tags is None else model_tags,
                   stage=stage)
     model._id = "azureml://registries/azureml/models/Phi-3-mini-4k-instruct/versions/7"
-    component = registry_component(spec)
 
     def get_model(name: str, version: str | None = None, label: str | None = None) -> Model:
         if missing or name != model.name:
@@ -37,4 +36,5 @@ def fake_registry(spec: Path, *, model_tags: dict[str, str] | None = None, stage
         return model
 
     return SimpleNamespace(models=SimpleNamespace(get=get_model),
-                           components=SimpleNamespace(get=lambda name, version=None, label=None: component))
+                           # a fresh entity per call, as the real registry client returns
+                           components=SimpleNamespace(get=lambda name, version=None, label=None: registry_component(spec)))

@@ -1,4 +1,4 @@
-"""A PipelineSubmitter whose workspace client is the real SDK over the fake ARM."""
+"""Azure ML clients for tests: the real SDK over the fake ARM, and the fake registry."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from shared.settings import Settings
 from tests.support.fake_registry import fake_registry
 
 
-def submitter(settings: Settings, spec: Path, **registry: Any) -> PipelineSubmitter:
+def fake_clients(spec: Path, **registry: Any) -> AzureML:
     workspace = MLClient(StaticTokenCredential(), "sub", "rg", "ws", show_progress=False)
-    clients = AzureML(workspace, fake_registry(spec, **registry), "sub", "rg", "ws")
-    return PipelineSubmitter(settings, clients)
+    return AzureML(workspace, fake_registry(spec, **registry), "sub", "rg", "ws")
+
+
+def submitter(settings: Settings, spec: Path, **registry: Any) -> PipelineSubmitter:
+    return PipelineSubmitter(settings, fake_clients(spec, **registry))
