@@ -9,6 +9,11 @@ from __future__ import annotations
 
 _FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("phi-3", ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<|endoftext|>")),
+    (  # Phi-4-mini keeps Phi-3's turn tokens and adds tool calling
+        "phi-4-mini",
+        ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<|endoftext|>", "<|tool|>", "<|/tool|>",
+         "<|tool_call|>", "<|/tool_call|>", "<|tool_response|>"),
+    ),
     ("phi-4", ("<|im_start|>", "<|im_sep|>", "<|im_end|>", "<|endoftext|>")),
     (
         "meta-llama-3",

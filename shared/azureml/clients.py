@@ -101,7 +101,7 @@ def _build(settings: Settings) -> AzureML:
             # The emulator speaks HTTPS with its own CA; parts of the SDK use plain `requests`,
             # which only honour the environment variable, so set both.
             kwargs["connection_verify"] = conn["ca_bundle"]
-            os.environ.setdefault("REQUESTS_CA_BUNDLE", conn["ca_bundle"])
+            os.environ["REQUESTS_CA_BUNDLE"] = conn["ca_bundle"]
     else:
         from azure.identity import DefaultAzureCredential
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+from datetime import date
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,13 +100,36 @@ def get_base_model(registry: Any, settings: Settings) -> BaseModel:
     tags = {str(k): str(v) for k, v in (model.tags or {}).items()}
     properties = {str(k).lower(): str(v).lower() for k, v in (model.properties or {}).items()}
     archived = (model.stage or "").lower() == "archived" or properties.get("isarchived") == "true"
-    deprecated = [k for k in tags if "deprecat" in k.lower() or "retire" in k.lower()]
-    if archived or deprecated:
-        state = "archived" if archived else f"deprecated ({', '.join(f'{k}={tags[k]}' for k in deprecated)})"
+    retired = finetune_deprecations(tags, date.today())
+    if archived or retired:
+        state = "archived" if archived else f"deprecated for fine-tuning ({', '.join(retired)})"
         raise ModelUnavailableError(
             f"{where} is {state} and cannot be fine-tuned: {_HINT}", model=name, version=model.version
         )
     return BaseModel(str(model.id), str(model.name), str(model.version), tags)
+
+
+def finetune_deprecations(tags: dict[str, str], today: date) -> list[str]:
+    """The deprecation tags that stop fine-tuning today, as ``key=value``.
+
+    Registry assets announce retirement with date tags (``FinetuneDeprecationDate``,
+    ``InferenceDeprecationDate``). A fine-tuning or generic deprecation date on or before today
+    retires the model for fine-tuning; an inference-only date does not; a deprecation tag whose value
+    is not a date is taken at its word.
+    """
+    found = []
+    for key, value in tags.items():
+        lowered = key.lower()
+        if "deprecat" not in lowered and "retire" not in lowered or "inference" in lowered:
+            continue
+        try:
+            when = date.fromisoformat(value.strip()[:10])
+        except ValueError:
+            found.append(f"{key}={value}")
+            continue
+        if when <= today:
+            found.append(f"{key}={value}")
+    return found
 
 
 def check_compute(workspace: Any, settings: Settings, model: BaseModel) -> ComputeTarget:

@@ -74,7 +74,9 @@ def test_the_datastore_is_registered_when_missing(arm, spec):
 @pytest.mark.parametrize(("registry", "message"), [
     ({"missing": True}, "was not found (it may be archived or retired)"),
     ({"stage": "Archived"}, "is archived and cannot be fine-tuned"),
-    ({"model_tags": {"deprecated": "2025-06-30"}}, "is deprecated (deprecated=2025-06-30)"),
+    ({"model_tags": {"FinetuneDeprecationDate": "2025-06-30", "InferenceDeprecationDate": "2025-06-30"}},
+     "is deprecated for fine-tuning (FinetuneDeprecationDate=2025-06-30)"),
+    ({"model_tags": {"deprecated": "true"}}, "is deprecated for fine-tuning (deprecated=true)"),
 ])
 def test_unavailable_base_models_are_actionable(arm, spec, registry, message):
     with pytest.raises(ModelUnavailableError, match="TUNEFLOW_BASE_MODEL") as err:
@@ -112,3 +114,15 @@ def test_refusals_are_permanent_and_throttling_is_transient(arm, spec):
     arm.job_status = 503
     with pytest.raises(TransientError):
         submitter(settings(), spec).submit(run())
+
+
+def test_deprecation_dates_in_the_future_or_for_inference_only_do_not_block():
+    from datetime import date
+
+    from shared.azureml.preflight import finetune_deprecations
+
+    today = date(2026, 11, 24)
+    assert finetune_deprecations({"FinetuneDeprecationDate": "2027-01-31"}, today) == []
+    assert finetune_deprecations({"InferenceDeprecationDate": "2025-06-30"}, today) == []
+    assert finetune_deprecations({"FinetuneDeprecationDate": "2026-11-24"}, today) == [
+        "FinetuneDeprecationDate=2026-11-24"]

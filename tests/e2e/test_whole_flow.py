@@ -1,0 +1,92 @@
+"""The whole chain through real parts: Azurite + the Azure ML emulator + devhost hosting function_app.
+
+dataset upload → BlobCreated → ingest → pipeline job trains for real → RunCompleted → registration →
+ModelRegistered → blue/green deployment → DEPLOYED, and the endpoint answers with the fine-tuned model.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from shared.demo_dataset import generate
+from shared.runs import RunState
+from tests.e2e.conftest import run_for, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+DONE = {RunState.DEPLOYED, RunState.FAILED, RunState.DEPLOY_FAILED, RunState.REJECTED}
+
+
+def upload(stack, name: str, rows: int, seed: int) -> None:
+    data = "".join(json.dumps(r) + "\n" for r in generate(rows, seed)).encode()
+    blobs = BlobServiceClient.from_connection_string(stack.azurite.connection_string)
+    blobs.get_blob_client("datasets", name).upload_blob(data, overwrite=True)
+
+
+def score(stack, body: dict, deployment: str | None = None) -> tuple[int, str]:
+    import httpx
+
+    ml = stack.emulator.ml_client()
+    endpoint = ml.online_endpoints.get("tuneflow-chat")
+    key = ml.online_endpoints.get_keys("tuneflow-chat").primary_key
+    headers = {"Authorization": f"Bearer {key}"}
+    if deployment:
+        headers["azureml-model-deployment"] = deployment
+    response = httpx.post(endpoint.scoring_uri, json=body, headers=headers, verify=stack.emulator.ca_bundle,
+                          timeout=60)
+    return response.status_code, response.text
+
+
+QUESTION = {"input_data": {"input_string": [{"role": "user", "content": "What is the capital of France?"}],
+                           "parameters": {"max_new_tokens": 24}}}
+
+
+def test_dataset_becomes_a_deployed_model(stack, runs):
+    upload(stack, "demo.jsonl", rows=200, seed=1)
+    run = wait_for(run_for(runs, "datasets/demo.jsonl", DONE), 600, "the first run to settle")
+    assert run.state == RunState.DEPLOYED, f"{run.state}: {run.last_error}"
+    states = [t.state for t in run.history]
+    assert states[:3] == ["RECEIVED", "VALIDATING", "SUBMITTED"]
+    assert states[-4:] == ["TRAINED", "REGISTERED", "DEPLOYING", "DEPLOYED"]
+    assert run.model == f"Phi-4-mini-instruct-ft:{run.run_id}"
+    status, text = score(stack, QUESTION)
+    assert status == 200 and json.loads(text)[0]["0"].strip(), text
+    # the lifecycle's CloudEvents reached the topic in the order of the run's transitions
+    topic = stack.admin("GET", "/topic/events")
+    events = topic["value"] if isinstance(topic, dict) else topic
+    ours = [e["type"] for e in events if e.get("subject") == f"runs/{run.run_id}"]
+    assert ours == [f"tuneflow.run.{s.lower()}" for s in states]
+
+
+def test_a_second_dataset_replaces_the_deployment_without_failed_requests(stack, runs):
+    first = wait_for(run_for(runs, "datasets/demo.jsonl", {RunState.DEPLOYED}), 10, "the first deployment")
+    failures: list[str] = []
+    served = 0
+    stop = threading.Event()
+
+    def keep_scoring() -> None:
+        nonlocal served
+        while not stop.is_set():
+            status, text = score(stack, QUESTION)
+            served += 1
+            if status != 200:
+                failures.append(f"{status} {text[:200]}")
+            time.sleep(0.05)
+
+    scorer = threading.Thread(target=keep_scoring)
+    scorer.start()
+    try:
+        upload(stack, "demo2.jsonl", rows=200, seed=2)
+        second = wait_for(run_for(runs, "datasets/demo2.jsonl", DONE), 600, "the second run to settle")
+    finally:
+        stop.set()
+        scorer.join()
+    assert second.state == RunState.DEPLOYED, f"{second.state}: {second.last_error}"
+    assert runs.get(first.run_id).state == RunState.RETIRED
+    assert served > 10 and failures == []
+    ml = stack.emulator.ml_client()
+    assert [d.name for d in ml.online_deployments.list("tuneflow-chat")] == [second.deployment]
