@@ -1,0 +1,79 @@
+"""The emulator's start-up configuration (command-line flags and environment)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Azurite's well-known development account (public, documented by Microsoft) on its default ports.
+DEV_ACCOUNT = "devstoreaccount1"
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+DEV_CONNECTION_STRING = (
+    f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+    f"BlobEndpoint=http://127.0.0.1:10000/{DEV_ACCOUNT};QueueEndpoint=http://127.0.0.1:10001/{DEV_ACCOUNT};"
+    f"TableEndpoint=http://127.0.0.1:10002/{DEV_ACCOUNT};"
+)
+
+DEFAULT_BASE_MODEL = "Phi-3-mini-4k-instruct"
+
+
+@dataclass
+class EmulatorConfig:
+    data_dir: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    storage: str = DEV_CONNECTION_STRING
+    events_config: Path | None = None
+    # Where the CA and server certificate live (default <data-dir>/tls); share it to trust one CA.
+    tls_dir: Path | None = None
+    # Identity of the emulated Azure resources (any values work: the SDK only echoes them back).
+    subscription_id: str = "5d3c1f0e-7a2b-4c9d-8e6f-000000000001"
+    resource_group: str = "tuneflow-local"
+    workspace_name: str = "tuneflow-ws"
+    location: str = "eastus2"
+    registry_name: str = "azureml"
+    registry_resource_group: str = "registry-builtin-local"
+    base_model_name: str = DEFAULT_BASE_MODEL
+    base_model_version: str = "15"
+    # A real local Hugging Face model directory to use as the base model's weights instead of the
+    # colleague-built tiny model (env TUNEFLOW_EMULATOR_BASE_MODEL_DIR).
+    base_model_dir: Path | None = None
+    faults: dict[str, Any] = field(default_factory=dict)
+    # Where built artefacts shared between data dirs are cached (the base model's weights).
+    cache_dir: Path = field(
+        default_factory=lambda: Path(
+            os.environ.get("TUNEFLOW_EMULATOR_CACHE", str(Path.home() / ".cache" / "tuneflow-emulator"))
+        )
+    )
+    # Commands that run the training and scoring processes (overridable for tests and experiments).
+    trainer_command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "emulator.training"])
+    scorer_command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "emulator.scoring"])
+    blob_poll_interval: float = 0.5
+    # Event Grid retry policy: attempts per event, and the first back-off delay (doubles each time).
+    delivery_attempts: int = 5
+    delivery_backoff: float = 0.5
+    # How long a deployment's scoring process may take to become ready.
+    deployment_ready_timeout: float = 300.0
+    # Seconds a long-running operation stays in progress at least (Azure never answers at once).
+    lro_min_seconds: float = 0.2
+    # Retry-After (whole seconds, as Azure sends it: azure-ai-ml parses it as an int on 202 responses) on
+    # long-running operations; azure-core's pollers sleep this long between polls.
+    lro_retry_after: int = 1
+
+    @property
+    def retry_after_header(self) -> str:
+        return str(max(1, int(self.lro_retry_after)))
+
+    @classmethod
+    def from_env_defaults(cls, data_dir: Path, **overrides: Any) -> EmulatorConfig:
+        cfg = cls(data_dir=data_dir, **overrides)
+        env_dir = os.environ.get("TUNEFLOW_EMULATOR_BASE_MODEL_DIR")
+        if cfg.base_model_dir is None and env_dir:
+            cfg.base_model_dir = Path(env_dir)
+        env_name = os.environ.get("TUNEFLOW_EMULATOR_BASE_MODEL")
+        if env_name and "base_model_name" not in overrides:
+            cfg.base_model_name = env_name
+        return cfg

@@ -1,0 +1,114 @@
+"""Faults injected on demand: set at start (``--faults FILE``) or at run time (``POST /_emulator/faults``).
+
+Every knob is a flat JSON key; a POST merges the keys it names, ``DELETE /_emulator/faults`` clears all.
+Rates are probabilities in [0, 1] (0 and 1 are deterministic); counts limit a knob to the next N uses.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass
+class Faults:
+    # Control plane (ARM, registry, run history): every matching request waits, and may fail.
+    arm_latency_ms: float = 0.0
+    arm_429_rate: float = 0.0
+    arm_500_rate: float = 0.0
+    arm_retry_after_s: int = 1
+    arm_error_count: int | None = None  # at most this many injected errors, then the rates stop applying
+    arm_path_contains: str | None = None  # restrict ARM faults to paths containing this text
+    # Jobs: fail the next submitted job, or the jobs named here, with a message.
+    fail_next_job: str | None = None
+    fail_jobs: dict[str, str] | None = None
+    # Deployments: fail the next created deployment, or the named ones ("endpoint/deployment" or "deployment").
+    fail_next_deployment: str | None = None
+    fail_deployments: dict[str, str] | None = None
+    # Event delivery: deliver each event this many extra times (same id), and/or out of order.
+    event_duplicates: int = 0
+    event_out_of_order: bool = False
+    event_reorder_window_s: float = 1.0
+    # Registry: mark the base model archived (the app must refuse it).
+    base_model_archived: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class FaultState:
+    """Thread-safe holder of the current faults."""
+
+    def __init__(self, initial: dict[str, Any] | None = None) -> None:
+        self._lock = threading.Lock()
+        self.current = Faults()
+        self._rng = random.Random()
+        if initial:
+            self.update(initial)
+
+    def update(self, patch: dict[str, Any]) -> Faults:
+        known = {f.name for f in fields(Faults)}
+        unknown = sorted(set(patch) - known)
+        if unknown:
+            raise ValueError(f"unknown fault knob(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        with self._lock:
+            values = self.current.to_dict()
+            values.update(patch)
+            candidate = Faults(**values)
+            for name in ("arm_429_rate", "arm_500_rate"):
+                rate = getattr(candidate, name)
+                if not isinstance(rate, int | float) or not 0 <= rate <= 1:
+                    raise ValueError(f"{name} must be a number between 0 and 1")
+            self.current = candidate
+            return candidate
+
+    def reset(self) -> Faults:
+        with self._lock:
+            self.current = Faults()
+            return self.current
+
+    def arm_error_for(self, path: str) -> int | None:
+        """The status (429/500) to inject for this ARM request, or None."""
+        with self._lock:
+            f = self.current
+            if f.arm_path_contains and f.arm_path_contains not in path:
+                return None
+            if f.arm_error_count is not None and f.arm_error_count <= 0:
+                return None
+            status = None
+            if f.arm_429_rate and self._rng.random() < f.arm_429_rate:
+                status = 429
+            elif f.arm_500_rate and self._rng.random() < f.arm_500_rate:
+                status = 500
+            if status is not None and f.arm_error_count is not None:
+                f.arm_error_count -= 1
+            return status
+
+    def arm_latency_for(self, path: str) -> float:
+        f = self.current
+        if f.arm_path_contains and f.arm_path_contains not in path:
+            return 0.0
+        return f.arm_latency_ms / 1000.0
+
+    def take_job_failure(self, job_name: str) -> str | None:
+        with self._lock:
+            f = self.current
+            if f.fail_jobs and job_name in f.fail_jobs:
+                return f.fail_jobs[job_name]
+            if f.fail_next_job:
+                message, f.fail_next_job = f.fail_next_job, None
+                return message
+            return None
+
+    def take_deployment_failure(self, endpoint: str, deployment: str) -> str | None:
+        with self._lock:
+            f = self.current
+            for key in (f"{endpoint}/{deployment}", deployment):
+                if f.fail_deployments and key in f.fail_deployments:
+                    return f.fail_deployments[key]
+            if f.fail_next_deployment:
+                message, f.fail_next_deployment = f.fail_next_deployment, None
+                return message
+            return None

@@ -1,0 +1,153 @@
+"""The endpoints' scoring URIs: ``POST {scoring_base}/endpoints/<endpoint>/score``.
+
+Like a managed online endpoint's front door: ``Authorization: Bearer <primary or secondary key>`` (401
+otherwise), ``azureml-model-deployment`` picks a deployment, else the traffic split does (weighted
+random); the request goes to that deployment's local scoring process over a pooled keep-alive client,
+with the deployment's request timeout. This path touches no stored state (a routing table rebuilt on
+every control-plane change) so it stays fast; it is a raw ASGI app without routing middleware.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import random
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from emulator.core import Emulator
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+PREFIX = "/endpoints/"
+
+
+async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _json_headers(extra: list[tuple[bytes, bytes]] | None = None) -> list[tuple[bytes, bytes]]:
+    return [(b"content-type", b"application/json"), *(extra or [])]
+
+
+class ScoringRouter:
+    def __init__(self, emu: Emulator) -> None:
+        self.emu = emu
+        self.client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=60),
+            timeout=httpx.Timeout(None),
+        )
+        self._rng = random.Random()
+
+    async def _error(self, send: Send, status: int, message: str, request_id: bytes) -> None:
+        body = json.dumps({"message": message}).encode()
+        await _send(send, status, body, _json_headers([(b"x-request-id", request_id)]))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request_id = str(uuid.uuid4()).encode()
+        path: str = scope["path"]
+        method: str = scope["method"]
+        counters = self.emu.counters
+        if not path.startswith(PREFIX) or not path.endswith("/score"):
+            counters.add("scoring", f"{method} (unknown)")
+            await self._error(send, 404, f"No endpoint serves {path}.", request_id)
+            return
+        endpoint = path[len(PREFIX): -len("/score")]
+        counters.add("scoring", f"{method} /endpoints/{{endpoint}}/score")
+        if method != "POST":
+            await self._error(send, 405, "Use POST to score.", request_id)
+            return
+        route = self.emu.deployments.routes.get(endpoint)
+        if route is None:
+            await self._error(send, 404, f"Endpoint '{endpoint}' does not exist.", request_id)
+            return
+        auth = b""
+        chosen = b""
+        content_type = b"application/json"
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                auth = value
+            elif name == b"azureml-model-deployment":
+                chosen = value
+            elif name == b"content-type":
+                content_type = value
+        token = auth[7:].decode(errors="replace").strip() if auth[:7].lower() == b"bearer " else ""
+        if not token or not any(hmac.compare_digest(token, k) for k in route.keys):
+            await _send(
+                send,
+                401,
+                json.dumps({"message": "Invalid authentication: the key or token is wrong or missing."}).encode(),
+                _json_headers([(b"www-authenticate", b'Bearer realm="scoring"'), (b"x-request-id", request_id)]),
+            )
+            return
+        if chosen:
+            deployment = chosen.decode(errors="replace")
+            if deployment not in route.deployments and deployment not in {d for d, _ in route.traffic}:
+                known = self.emu.deployments.deps.get(f"{endpoint}/{deployment}")
+                if known is None:
+                    await self._error(
+                        send, 404, f"Deployment '{deployment}' does not exist in endpoint '{endpoint}'.", request_id
+                    )
+                    return
+        else:
+            if route.total <= 0:
+                await self._error(
+                    send,
+                    404,
+                    "No valid deployments to route to. Please check that the endpoint has at least one "
+                    "deployment with positive weight values or use a deployment specific header to route.",
+                    request_id,
+                )
+                return
+            pick = self._rng.random() * route.total
+            deployment = route.traffic[-1][0]
+            for name_, weight in route.traffic:
+                pick -= weight
+                if pick < 0:
+                    deployment = name_
+                    break
+        target = route.deployments.get(deployment)
+        if target is None:
+            await self._error(
+                send, 503, f"Deployment '{deployment}' is not ready to serve requests.", request_id
+            )
+            return
+        port, timeout = target
+        chunks = []
+        more = True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        try:
+            upstream = await self.client.post(
+                f"http://127.0.0.1:{port}/score",
+                content=b"".join(chunks),
+                headers={"content-type": content_type.decode(), "x-request-id": request_id.decode()},
+                timeout=timeout,
+            )
+        except httpx.TimeoutException:
+            await self._error(send, 408, f"Request timed out after {timeout:g} s.", request_id)
+            return
+        except httpx.HTTPError as exc:
+            await self._error(send, 502, f"The deployment '{deployment}' did not answer: {exc}", request_id)
+            return
+        headers = [
+            (b"content-type", upstream.headers.get("content-type", "application/json").encode()),
+            (b"azureml-model-deployment", deployment.encode()),
+            (b"x-request-id", request_id),
+        ]
+        await _send(send, upstream.status_code, upstream.content, headers)
+
+
+def app(emu: Emulator) -> ScoringRouter:
+    return ScoringRouter(emu)
