@@ -40,13 +40,13 @@ class Notifier:
     def enabled(self) -> bool:
         return bool(self._settings.eventgrid_topic_endpoint) or self._client is not None
 
-    def on_transition(self, run: Run) -> None:
-        """RunStore hook: queue the event for this transition, then try to deliver the run's queue."""
+    def on_transition(self, run: Run, index: int) -> None:
+        """RunStore hook for ``run.history[index]``: queue its event, then deliver the run's queue."""
         if not self.enabled:
             return
-        seq = len(run.history)
-        key = f"{self.PREFIX}{run.run_id}/{seq:04d}-{run.state.value}.json"
-        payload = {"type": event_type(run.state.value), "subject": f"runs/{run.run_id}", "data": run.summary_dict()}
+        state = run.history[index].state.value
+        key = f"{self.PREFIX}{run.run_id}/{index:04d}-{state}.json"
+        payload = {"type": event_type(state), "subject": f"runs/{run.run_id}", "data": run.summary_dict()}
         self._records.create(key, orjson.dumps(payload))
         self.flush(run.run_id)
 

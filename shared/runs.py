@@ -122,7 +122,7 @@ class RunStore:
     PREFIX = "runs/"
 
     def __init__(
-        self, records: RecordStore, on_transition: Callable[[Run], None] | None = None, retries: int = 20
+        self, records: RecordStore, on_transition: Callable[[Run, int], None] | None = None, retries: int = 20
     ) -> None:
         self._records = records
         self._on_transition = on_transition
@@ -148,7 +148,7 @@ class RunStore:
         if not run.history:
             run.history.append(Transition(run.state, run.created_at))
         if self._records.create(self._key(run.run_id), run.to_json()) is not None:
-            self._notify(run)
+            self._notify(run, 0)
             return run, True
         existing = self.get(run.run_id)
         if existing is None:  # deleted between the two calls: try once more
@@ -163,13 +163,12 @@ class RunStore:
             if record is None:
                 raise InputError(f"run {run_id} does not exist", run_id=run_id)
             run = Run.from_json(record.data)
-            before = run.state
+            seen = len(run.history)
             if not change(run):
                 return run
             run.updated_at = _now()
             if self._records.replace(key, run.to_json(), record.etag) is not None:
-                if run.state != before:
-                    self._notify(run)
+                self._notify(run, seen)
                 return run
         raise ConflictError(f"run {run_id}: gave up after {self._retries} concurrent updates", run_id=run_id)
 
@@ -184,9 +183,11 @@ class RunStore:
 
         return self.update(run_id, change)
 
-    def _notify(self, run: Run) -> None:
+    def _notify(self, run: Run, seen: int) -> None:
+        """Call the hook once per transition recorded since ``seen`` (a new run may hold several)."""
         if self._on_transition is not None:
-            self._on_transition(run)
+            for index in range(seen, len(run.history)):
+                self._on_transition(run, index)
 
 
 def can_advance(current: RunState, target: RunState) -> bool:

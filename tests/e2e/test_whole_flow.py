@@ -56,10 +56,16 @@ def test_dataset_becomes_a_deployed_model(stack, runs):
     status, text = score(stack, QUESTION)
     assert status == 200 and json.loads(text)[0]["0"].strip(), text
     # the lifecycle's CloudEvents reached the topic in the order of the run's transitions
-    topic = stack.admin("GET", "/topic/events")
-    events = topic["value"] if isinstance(topic, dict) else topic
-    ours = [e["type"] for e in events if e.get("subject") == f"runs/{run.run_id}"]
-    assert ours == [f"tuneflow.run.{s.lower()}" for s in states]
+    expected = [f"tuneflow.run.{s.lower()}" for s in states]
+
+    def announced() -> list[str]:  # the last event may land just after the record is written
+        events = [recorded["event"] for recorded in stack.admin("GET", "/topic/events")["value"]]
+        return [e["type"] for e in events if e.get("subject") == f"runs/{run.run_id}"]
+
+    deadline = time.monotonic() + 10
+    while announced() != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert announced() == expected
 
 
 def test_a_second_dataset_replaces_the_deployment_without_failed_requests(stack, runs):

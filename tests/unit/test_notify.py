@@ -54,3 +54,18 @@ def test_disabled_without_a_topic():
     runs = RunStore(records, on_transition=notifier.on_transition)
     runs.create(Run(run_id="r1", state=RunState.RECEIVED, dataset="d", sources=[], base_model="m"))
     assert not notifier.enabled and not list(records.keys("outbox/"))
+
+
+def test_a_run_created_with_several_transitions_announces_each():
+    from shared.runs import Transition
+
+    records = MemoryRecordStore()
+    topic = FlakyTopic()
+    notifier = Notifier(Settings.from_env({"TUNEFLOW_STORAGE_CONNECTION": "x"}), records, client=topic)
+    runs = RunStore(records, on_transition=notifier.on_transition)
+    run = Run(run_id="r2", state=RunState.REJECTED, dataset="d", sources=[], base_model="m",
+              history=[Transition(RunState.RECEIVED, "t0"), Transition(RunState.VALIDATING, "t1"),
+                       Transition(RunState.REJECTED, "t2")])
+    runs.create(run)
+    assert [t for t, _ in topic.received] == ["tuneflow.run.received", "tuneflow.run.validating",
+                                              "tuneflow.run.rejected"]

@@ -14,7 +14,7 @@ def new_run(run_id: str = "abc123") -> Run:
 
 def test_create_is_conditional_and_returns_the_existing_run():
     seen: list[RunState] = []
-    store = RunStore(MemoryRecordStore(), on_transition=lambda r: seen.append(r.state))
+    store = RunStore(MemoryRecordStore(), on_transition=lambda r, i: seen.append(r.history[i].state))
     run, created = store.create(new_run())
     assert created and run.history[0].state == RunState.RECEIVED
     again, created_again = store.create(new_run())

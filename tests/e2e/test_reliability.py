@@ -1,0 +1,108 @@
+"""Lost, duplicated, reordered and irrelevant events, and injected failures, through the real stack."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from devstack.stack import LocalStack, start_stack
+from shared.demo_dataset import generate
+from shared.records import BlobRecordStore
+from shared.runs import RunState, RunStore
+from tests.e2e.conftest import FAST_FINETUNE, run_for, wait_for
+from tests.support.events import load_event
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+SETTLED = {RunState.DEPLOYED, RunState.FAILED, RunState.DEPLOY_FAILED, RunState.REJECTED}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    work: Path = tmp_path_factory.mktemp("faults")
+    with start_stack(work, {"TUNEFLOW_FINETUNE_PARAMS": FAST_FINETUNE}) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def runs(stack: LocalStack) -> RunStore:
+    blobs = BlobServiceClient.from_connection_string(stack.azurite.connection_string)
+    return RunStore(BlobRecordStore(blobs.get_container_client("tuneflow")))
+
+
+def upload(stack: LocalStack, name: str, seed: int, rows: int = 120) -> None:
+    data = "".join(json.dumps(r) + "\n" for r in generate(rows, seed)).encode()
+    BlobServiceClient.from_connection_string(stack.azurite.connection_string).get_blob_client(
+        "datasets", name).upload_blob(data, overwrite=True)
+
+
+def faults(stack: LocalStack, **knobs: object) -> None:
+    stack.admin("DELETE", "/faults")
+    if knobs:
+        stack.admin("POST", "/faults", knobs)
+
+
+def test_duplicated_and_reordered_events_make_one_job_model_and_deployment(stack, runs):
+    faults(stack, event_duplicates=2, event_out_of_order=True)
+    upload(stack, "dup.jsonl", seed=11)
+    run = wait_for(run_for(runs, "datasets/dup.jsonl", SETTLED), 600, "the run to settle")
+    faults(stack)
+    assert run.state == RunState.DEPLOYED, run.last_error
+    ml = stack.emulator.ml_client()
+    assert [j.name for j in ml.jobs.list() if j.name.startswith("tuneflow-")] == [run.job_name]
+    name, _ = run.model.rsplit(":", 1)
+    assert len(list(ml.models.list(name=name))) == 1
+    assert [d.name for d in ml.online_deployments.list("tuneflow-chat")] == [run.deployment]
+    history = [t.state for t in run.history]
+    assert len(history) == len(set(history))  # every state once
+
+
+def test_a_forced_job_failure_ends_failed_with_its_message(stack, runs):
+    faults(stack, fail_next_job="GPU node lost during finetune (injected)")
+    upload(stack, "doomed.jsonl", seed=12)
+    run = wait_for(run_for(runs, "datasets/doomed.jsonl", SETTLED), 300, "the run to fail")
+    faults(stack)
+    assert run.state == RunState.FAILED and "GPU node lost during finetune" in run.last_error
+
+
+def test_a_forced_deployment_failure_keeps_the_previous_deployment_serving(stack, runs):
+    previous = wait_for(run_for(runs, "datasets/dup.jsonl", {RunState.DEPLOYED}), 10, "the deployed run")
+    faults(stack, fail_next_deployment="image pull failed (injected)")
+    upload(stack, "broken-deploy.jsonl", seed=13)
+    run = wait_for(run_for(runs, "datasets/broken-deploy.jsonl", SETTLED), 600, "the run to settle")
+    faults(stack)
+    assert run.state == RunState.DEPLOY_FAILED and run.last_error
+    ml = stack.emulator.ml_client()
+    endpoint = ml.online_endpoints.get("tuneflow-chat")
+    assert endpoint.traffic == {previous.deployment: 100}
+    assert [d.name for d in ml.online_deployments.list("tuneflow-chat")] == [previous.deployment]
+    assert runs.get(previous.run_id).state == RunState.DEPLOYED
+    key = ml.online_endpoints.get_keys("tuneflow-chat").primary_key
+    answer = httpx.post(endpoint.scoring_uri, headers={"Authorization": f"Bearer {key}"}, verify=stack.emulator.ca_bundle,
+                        json={"input_data": {"input_string": [{"role": "user", "content": "Capital of Peru?"}]}})
+    assert answer.status_code == 200
+
+
+def test_child_other_experiment_and_unrelated_model_events_change_nothing(stack, runs):
+    before = {r.run_id: (r.state, len(r.history)) for r in runs.list()}
+    for name in ("run_completed_child_step", "run_completed_other_experiment", "model_registered_unrelated"):
+        response = httpx.post(stack.devhost.eventgrid_url("lifecycle"), json=[load_event(name)],
+                              headers={"aeg-event-type": "Notification"})
+        assert response.status_code < 300, response.text
+    after = {r.run_id: (r.state, len(r.history)) for r in runs.list()}
+    assert after == before
+    ml = stack.emulator.ml_client()
+    assert len(list(ml.online_deployments.list("tuneflow-chat"))) == 1
+
+
+def test_a_lost_run_completed_is_recovered_by_the_reconciler(stack, runs):
+    stack.admin("DELETE", "/subscriptions/tuneflow-lifecycle")  # every Azure ML event is lost from now on
+    upload(stack, "no-events.jsonl", seed=14)
+    run = wait_for(run_for(runs, "datasets/no-events.jsonl", SETTLED), 600, "the reconciler to finish the run")
+    assert run.state == RunState.DEPLOYED, run.last_error
+    notes = [t.note or "" for t in run.history]
+    assert any("reconciled" in note for note in notes) or run.history[-1].state == RunState.DEPLOYED
