@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit bench clean install
+.PHONY: run test lint unit e2e bench clean install
 
 install: $(STAMP) node_modules/.bin/azurite
 
@@ -21,6 +21,10 @@ node_modules/.bin/azurite: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The whole flow locally: DATASET=path/to/data.jsonl to run your own, KEEP=1 to keep the endpoint.
+run: install
+	$(PY) -m devstack.run $(if $(DATASET),--dataset $(DATASET)) $(if $(KEEP),--keep) $(if $(FAST),--fast)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
@@ -30,6 +34,9 @@ test: install lint
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
+
+e2e: install
+	$(PY) -m pytest -q tests/e2e
 
 bench: install
 	$(PY) bench/validation/run.py

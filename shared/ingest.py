@@ -177,7 +177,7 @@ class Ingestor:
         except (ResourceNotFoundError, ResourceModifiedError):
             # Gone or replaced mid-read: the replacement has its own event; nothing to record.
             return IngestResult("ignored", f"dataset {dataset} changed or vanished while being read")
-        content_sha = _content_sha(report)
+        content_sha = _content_sha(report, [train] + ([test] if test else []))
         run_id = run_id_for(content_sha, s.base_model, finetune_fingerprint(s))
         report_path = f"reports/{run_id}.json"
         output.upload_blob(report_path, report.to_json(), overwrite=True)
@@ -248,7 +248,17 @@ def _stem(filename: str) -> str:
     return filename.rsplit(".", 1)[0].lower()
 
 
-def _content_sha(report: ValidationReport) -> str:
-    """One digest over every file of the dataset (train, then test when dropped)."""
-    digests = [stats.sha256 for stats in report.files.values()]
+def _content_sha(report: ValidationReport, sources: list[BlobSource]) -> str:
+    """One digest over every file of the dataset (train, then test when dropped).
+
+    A file the validator did not read to the end (refused as too large, unreadable) has no content
+    digest; its blob identity (name, ETag, size) stands in, so distinct refused uploads stay distinct.
+    """
+    digests = []
+    for stats, source in zip(report.files.values(), sources, strict=False):
+        if stats.complete and stats.sha256:
+            digests.append(stats.sha256)
+        else:
+            identity = f"blob:{source.name}@{source.etag}:{source.size}"
+            digests.append(hashlib.sha256(identity.encode()).hexdigest())
     return digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()

@@ -171,6 +171,8 @@ def test_oversized_blob_is_rejected_without_being_downloaded(env):
     report = json.loads(output.download_blob(result.run.report_path).readall())
     assert "file_too_large" in report["errors"]
     assert report["files"]["train"]["complete"] is False
+    other = drop_and_deliver(tight, drop, "huge-too.jsonl", valid_jsonl(12001))
+    assert other.outcome == "rejected" and other.run.run_id != result.run.run_id
     assert not arm.jobs
 
 
