@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# One build of the emulator's base model, shared by the tests, the emulator and `make run`.
+export TUNEFLOW_EMULATOR_CACHE ?= $(CURDIR)/.data/cache
+export TUNEFLOW_TEST_BASEMODEL_CACHE ?= $(TUNEFLOW_EMULATOR_CACHE)
 
 .PHONY: run test lint unit e2e bench clean install
 

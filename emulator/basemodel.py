@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-# Before torch loads OpenMP: idle threads sleep instead of spinning. With the default (spin), processes
-# sharing 2 cores (a build, a trainer, scorers, tests) slowed each other ~15x; passive costs nothing alone.
+# Before torch loads OpenMP: idle threads sleep instead of spinning. With the default (spin), processes sharing
+# 2 cores (a build, a trainer, scorers, tests) slowed each other 3-20x; alone, passive is at most ~1.5x slower.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

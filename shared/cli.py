@@ -41,28 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     register(subparsers)  # validate, below
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:  # one broken command must not take the others down
-            _unavailable(subparsers, name, exc)
-            continue
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
     return parser
-
-
-def _unavailable(subparsers: Any, module: str, exc: ImportError) -> None:
-    """A stand-in for a command whose module cannot be imported: it says why and exits 2."""
-    command = module.rsplit(".", 1)[-1].removeprefix("cli_")
-    parser = subparsers.add_parser(command, help=f"(unavailable: {exc})", add_help=False)
-    message = f"the {command!r} command cannot be loaded ({module}): {exc}"
-    parser.set_defaults(handler=lambda _args: fail(message), takes_anything=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and not getattr(args, "takes_anything", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

@@ -13,6 +13,7 @@ from datetime import date
 from dataclasses import dataclass
 from typing import Any
 
+from shared.azureml.enums import text
 from shared.azureml.errors import azure_errors
 from shared.errors import ComputeError, ModelUnavailableError
 from shared.settings import Settings
@@ -150,9 +151,7 @@ def check_compute(workspace: Any, settings: Settings, model: BaseModel) -> Compu
             f"compute {settings.compute!r} does not exist in the workspace: create it or set TUNEFLOW_COMPUTE",
             compute=settings.compute,
         ) from exc
-    state = getattr(compute, "provisioning_state", None) or ""
-    state = str(getattr(state, "value", state))  # an enum from ARM, a string from some SDK paths
-    if state.lower() == "failed":
+    if text(getattr(compute, "provisioning_state", None)).lower() == "failed":
         raise ComputeError(
             f"compute {settings.compute!r} is in a failed state: repair or recreate it", compute=settings.compute
         )

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from shared.azureml.enums import text
 from shared.azureml.errors import azure_errors
 from shared.azureml.preflight import fetch_base_model, tag_list
 from shared.errors import TuneflowError
@@ -32,8 +33,7 @@ MAX_STEPS = 8  # progress() keeps going while each step completes within the wai
 
 
 def _state(resource: Any) -> str:
-    state = getattr(resource, "provisioning_state", None) or ""
-    return str(getattr(state, "value", state)).lower()
+    return text(getattr(resource, "provisioning_state", None)).lower()
 
 
 def start(ctx: LifecycleContext, run: Run) -> Run:

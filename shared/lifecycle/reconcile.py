@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from shared.azureml.enums import text
 from shared.azureml.errors import azure_errors
 from shared.errors import TuneflowError
 from shared.lifecycle import deployment, registration
@@ -26,7 +27,7 @@ def reconcile_run(ctx: LifecycleContext, run: Run, resubmit: Callable[[Run], obj
     state = run.state
     if state in (RunState.SUBMITTED, RunState.RUNNING):
         with azure_errors(f"reading job {run.job_name}"):
-            status = str(ctx.ml.workspace.jobs.get(run.job_name).status or "")
+            status = text(ctx.ml.workspace.jobs.get(run.job_name).status)
         if status in registration.RUNNING_STATUSES:
             return ctx.runs.advance(run.run_id, RunState.RUNNING, note=f"job {status} (reconciled)")
         if status in registration.FAILED_STATUSES:

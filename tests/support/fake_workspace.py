@@ -53,7 +53,10 @@ class FakeWorkspace:
         )
 
     def add_job(self, name: str, status: str, error: str | None = None) -> None:
-        self.jobs[name] = SimpleNamespace(name=name, status=status, properties={"metrics.eval_loss": "1.25"},
+        # the SDK hands back a JobStatus enum member, not a plain string
+        from azure.ai.ml._restclient.arm_ml_service.models._enums import JobStatus
+
+        self.jobs[name] = SimpleNamespace(name=name, status=JobStatus(status), properties={"metrics.eval_loss": "1.25"},
                                           error=SimpleNamespace(message=error) if error else None)
 
     def finish(self) -> None:

@@ -166,12 +166,3 @@ def test_the_cli_imports_nothing_heavy() -> None:
     assert done.stdout.strip() == "[]"
 
 
-def test_a_command_module_that_cannot_load_does_not_break_the_others(
-    valid: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("shared.cli_does_not_exist",))
-    assert cli.main(["validate", str(valid)]) == 0
-    capsys.readouterr()
-    assert cli.main(["does_not_exist", "--anything"]) == 2
-    err = capsys.readouterr().err
-    assert "'does_not_exist' command cannot be loaded" in err and "shared.cli_does_not_exist" in err
