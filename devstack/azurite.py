@@ -89,4 +89,4 @@ def start_azurite(timeout: float = 30.0) -> Azurite:
         except OSError:
             time.sleep(0.1)
     azurite.stop()
-    raise RuntimeError("Azurite did not start listening within %.0f s" % timeout)
+    raise RuntimeError(f"Azurite did not start listening within {timeout:.0f} s")

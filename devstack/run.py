@@ -167,8 +167,8 @@ def base_answers(questions: list[str]) -> list[str]:
     from emulator.config import EmulatorConfig
 
     folder = ensure_base_model(EmulatorConfig(data_dir=Path(".")).cache_dir)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder)
+    tokenizer: Any = AutoTokenizer.from_pretrained(folder)
+    model: Any = AutoModelForCausalLM.from_pretrained(folder)
     answers = []
     for question in questions:
         ids = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,

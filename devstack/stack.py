@@ -7,6 +7,7 @@ drop container → ``ingest``; Azure ML run and model events → ``lifecycle``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.request
 from collections.abc import Mapping
@@ -54,10 +55,8 @@ class LocalStack:
 
     def stop(self) -> None:
         for stop in (self.devhost.stop, self.emulator.stop, self.azurite.stop):
-            try:
+            with contextlib.suppress(Exception):  # keep stopping the others
                 stop()
-            except Exception:  # keep stopping the others
-                pass
 
     def __enter__(self) -> LocalStack:
         return self
@@ -105,10 +104,8 @@ def start_stack(work_dir: Path, settings: Mapping[str, str] | None = None, *,
         from azure.core.exceptions import ResourceExistsError
         from azure.storage.blob import BlobServiceClient
 
-        try:
+        with contextlib.suppress(ResourceExistsError):
             BlobServiceClient.from_connection_string(azurite.connection_string).create_container(drop)
-        except ResourceExistsError:
-            pass
         stack.admin("PUT", "/subscriptions/tuneflow-ingest", {
             "endpoint": devhost.eventgrid_url("ingest"),
             "included_event_types": ["Microsoft.Storage.BlobCreated"],

@@ -361,7 +361,7 @@ def prepare(
 
     ``check_splits`` sees the chosen split names before anything is written (and may raise).
     """
-    from tqdm import tqdm  # type: ignore[import-untyped]
+    from tqdm import tqdm
 
     default, per_split = parse_percents(percents)
     available = _load(source, config, cache_dir)

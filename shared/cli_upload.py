@@ -222,7 +222,7 @@ def _blob_client(settings: Settings, container: str, blob_name: str, block_size:
 
 def _send(blob: BlobClient, item: PlannedBlob, *, overwrite: bool, max_concurrency: int, progress: bool) -> None:
     from azure.storage.blob import ContentSettings
-    from tqdm import tqdm  # type: ignore[import-untyped]
+    from tqdm import tqdm
 
     from shared.validation import detect_format
 

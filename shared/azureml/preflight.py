@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import ast
 import json
-from datetime import date
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from shared.azureml.enums import text
@@ -121,7 +121,7 @@ def finetune_deprecations(tags: dict[str, str], today: date) -> list[str]:
     found = []
     for key, value in tags.items():
         lowered = key.lower()
-        if "deprecat" not in lowered and "retire" not in lowered or "inference" in lowered:
+        if ("deprecat" not in lowered and "retire" not in lowered) or "inference" in lowered:
             continue
         try:
             when = date.fromisoformat(value.strip()[:10])
