@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,8 +79,12 @@ def test_a_forced_deployment_failure_keeps_the_previous_deployment_serving(stack
     assert run.state == RunState.DEPLOY_FAILED and run.last_error
     ml = stack.emulator.ml_client()
     endpoint = ml.online_endpoints.get("tuneflow-chat")
-    assert endpoint.traffic == {previous.deployment: 100}
-    assert [d.name for d in ml.online_deployments.list("tuneflow-chat")] == [previous.deployment]
+    # the SDK lists every deployment in `traffic`; the broken one never got any
+    assert {name: share for name, share in endpoint.traffic.items() if share} == {previous.deployment: 100}
+    deadline = time.monotonic() + 60  # the broken deployment's deletion is asynchronous
+    while [d.name for d in ml.online_deployments.list("tuneflow-chat")] != [previous.deployment]:
+        assert time.monotonic() < deadline, "the failed deployment was not deleted"
+        time.sleep(1)
     assert runs.get(previous.run_id).state == RunState.DEPLOYED
     key = ml.online_endpoints.get_keys("tuneflow-chat").primary_key
     answer = httpx.post(endpoint.scoring_uri, headers={"Authorization": f"Bearer {key}"}, verify=stack.emulator.ca_bundle,
