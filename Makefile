@@ -44,6 +44,7 @@ e2e: install
 bench: install
 	$(PY) bench/validation/run.py
 	$(PY) bench/cold_start.py
+	$(PY) bench/scoring/run.py
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .data

@@ -2,9 +2,15 @@
 
 import azure.functions as func
 
+from functions.api import bp as api
 from functions.ingest import bp as ingest
 from functions.lifecycle import bp as lifecycle
+from functions.timers_idle import bp as timers_idle
+from functions.webhooks import bp as webhooks
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(ingest)
 app.register_functions(lifecycle)
+app.register_functions(api)
+app.register_functions(webhooks)
+app.register_functions(timers_idle)

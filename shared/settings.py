@@ -21,6 +21,7 @@ from shared.errors import SettingsError
 
 Policy = Literal["strict", "drop-invalid"]
 _ENDPOINT_NAME = re.compile(r"[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?")
+_QUEUE_NAME = re.compile(r"[a-z0-9][-a-z0-9]{1,61}[a-z0-9]")
 
 
 def _s(env: str, doc: str, default: Any = None, *, secret: bool = False) -> Any:
@@ -141,6 +142,59 @@ class Settings:
         secret=True,
     )
 
+    # HTTP API and scoring
+    max_request_kb: int = _s(
+        "TUNEFLOW_MAX_REQUEST_KB", "Largest scoring request body accepted, in KiB (larger: 413).", 1024
+    )
+    scoring_timeout_s: float = _s(
+        "TUNEFLOW_SCORING_TIMEOUT_S",
+        "Budget of one scoring call, retries included, in seconds (below the Functions 230 s HTTP limit).",
+        120.0,
+    )
+    scoring_retries: int = _s(
+        "TUNEFLOW_SCORING_RETRIES", "Retries of a scoring call answered 429/503 (Retry-After honoured).", 2
+    )
+    endpoint_cache_s: int = _s(
+        "TUNEFLOW_ENDPOINT_CACHE_S",
+        "Seconds an endpoint's scoring URI, key and deployments are cached (refreshed early on 401/403).",
+        300,
+    )
+    teardown_key: str | None = _s(
+        "TUNEFLOW_TEARDOWN_KEY",
+        "Separate key for the teardown routes; unset: they need the admin (master) key.",
+        secret=True,
+    )
+    webhook_secret: str | None = _s(
+        "TUNEFLOW_WEBHOOK_SECRET",
+        "Signing secret of webhook callbacks (`whsec_<base64>` or any string); unset: no callbacks.",
+        secret=True,
+    )
+    webhook_allow_http: bool = _s(
+        "TUNEFLOW_WEBHOOK_ALLOW_HTTP", "Accept `http://` callback URLs (default: https only).", False
+    )
+    webhook_allow_private: bool = _s(
+        "TUNEFLOW_WEBHOOK_ALLOW_PRIVATE",
+        "Accept callbacks to private, loopback and link-local addresses (SSRF guard off).",
+        False,
+    )
+    webhook_attempts: int = _s(
+        "TUNEFLOW_WEBHOOK_ATTEMPTS", "Delivery attempts of a callback before it is given up.", 8
+    )
+    webhook_backoff_s: float = _s(
+        "TUNEFLOW_WEBHOOK_BACKOFF_S", "Delay before the first callback retry, in seconds; doubles each time.", 5.0
+    )
+    score_queue: str = _s(
+        "TUNEFLOW_SCORE_QUEUE", "Storage queue carrying scoring jobs that have a callback.", "tuneflow-score-jobs"
+    )
+    idle_teardown_minutes: float = _s(
+        "TUNEFLOW_IDLE_TEARDOWN_MINUTES",
+        "Delete an endpoint that served no scoring call for this long; 0 = never.",
+        0.0,
+    )
+    idle_teardown_schedule: str = _s(
+        "TUNEFLOW_IDLE_TEARDOWN_SCHEDULE", "NCRONTAB schedule of the idle-teardown timer.", "0 */5 * * * *"
+    )
+
     @property
     def azureml_configured(self) -> bool:
         return self.emulator_connection is not None or None not in (
@@ -208,6 +262,31 @@ class Settings:
         ):
             if number < 1:
                 problems.append(f"{env}: expected a positive integer (got {number})")
+        if not 1 <= self.scoring_timeout_s <= 225:
+            problems.append(
+                "TUNEFLOW_SCORING_TIMEOUT_S: expected 1 to 225 seconds, below the Functions 230 s HTTP limit "
+                f"(got {self.scoring_timeout_s:g})"
+            )
+        for env, count in (
+            ("TUNEFLOW_MAX_REQUEST_KB", self.max_request_kb),
+            ("TUNEFLOW_WEBHOOK_ATTEMPTS", self.webhook_attempts),
+        ):
+            if count < 1:
+                problems.append(f"{env}: expected a positive integer (got {count})")
+        for env, amount in (
+            ("TUNEFLOW_SCORING_RETRIES", self.scoring_retries),
+            ("TUNEFLOW_ENDPOINT_CACHE_S", self.endpoint_cache_s),
+            ("TUNEFLOW_IDLE_TEARDOWN_MINUTES", self.idle_teardown_minutes),
+        ):
+            if amount < 0:
+                problems.append(f"{env}: expected zero or more (got {amount:g})")
+        if not _QUEUE_NAME.fullmatch(self.score_queue) or "--" in self.score_queue:
+            problems.append(
+                "TUNEFLOW_SCORE_QUEUE: expected a queue name, 3-63 lower-case letters, digits and single dashes "
+                f"(got {self.score_queue!r})"
+            )
+        if self.webhook_backoff_s <= 0:
+            problems.append(f"TUNEFLOW_WEBHOOK_BACKOFF_S: expected a positive number (got {self.webhook_backoff_s:g})")
         if not _ENDPOINT_NAME.fullmatch(self.endpoint) or not 3 <= len(self.endpoint) <= 32:
             problems.append(
                 "TUNEFLOW_ENDPOINT: expected 3-32 letters, digits and dashes, starting with a letter "

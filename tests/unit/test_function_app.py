@@ -10,6 +10,18 @@ EXPECTED = {
     "ingest": ("eventGridTrigger", set()),
     "lifecycle": ("eventGridTrigger", set()),
     "reconcile": ("timerTrigger", set()),
+    "api_score": ("httpTrigger", {"http"}),
+    "api_score_status": ("httpTrigger", {"http"}),
+    "api_chat_completions": ("httpTrigger", {"http"}),
+    "api_runs": ("httpTrigger", {"http"}),
+    "api_run": ("httpTrigger", {"http"}),
+    "api_health": ("httpTrigger", {"http"}),
+    "api_teardown_endpoint": ("httpTrigger", {"http"}),
+    "api_teardown_deployment": ("httpTrigger", {"http"}),
+    "api_endpoint_status": ("httpTrigger", {"http"}),
+    "api_deployment_status": ("httpTrigger", {"http"}),
+    "score_jobs": ("queueTrigger", set()),
+    "idle_teardown": ("timerTrigger", set()),
 }
 
 

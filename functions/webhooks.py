@@ -1,0 +1,15 @@
+"""Blueprint: scoring jobs with a callback (queue trigger) — score, then deliver the signed webhook."""
+
+import azure.functions as func
+
+bp = func.Blueprint()
+
+
+# The app's storage account (with managed identity: TUNEFLOW_STORAGE_CONNECTION__queueServiceUri); the
+# queue name is an app setting so that two apps (or test runs) sharing an account do not share a queue.
+@bp.function_name("score_jobs")
+@bp.queue_trigger(arg_name="msg", queue_name="%TUNEFLOW_SCORE_QUEUE%", connection="TUNEFLOW_STORAGE_CONNECTION")
+async def score_jobs(msg: func.QueueMessage) -> None:
+    from shared.api.triggers import on_score_job
+
+    await on_score_job(msg.get_body().decode("utf-8"))

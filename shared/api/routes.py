@@ -1,0 +1,305 @@
+"""The HTTP API's routes as plain functions: ``(Request, Api) -> Response``.
+
+``functions/api.py`` only converts ``func.HttpRequest``/``func.HttpResponse``; everything else is here,
+testable without the Functions runtime. Scoring routes are ``async`` (they wait on the network and
+must not hold one of the worker's few threads); management routes are plain functions that the
+host runs on its thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from shared.api.context import Api, api
+from shared.api.http import ApiError, Request, Response, error_response, json_response
+from shared.api.validation import NAME, ChatCall, chat_call, parse_json, score_call
+from shared.errors import AzureMLError, InputError, SettingsError, TransientError, TuneflowError
+from shared.runs import Run, RunState
+from shared.scoring.client import ScoringError
+from shared.scoring.endpoints import EndpointInfo
+from shared.webhooks import ssrf
+from shared.webhooks.jobs import ScoreJob, is_job_id
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Handler = Callable[[Request, Api], Response]
+AsyncHandler = Callable[[Request, Api], Awaitable[Response]]
+MODEL_ALIASES = ("tuneflow", "default")
+
+
+# ------------------------------------------------------------------------------------------ errors
+
+
+def _failure(exc: Exception) -> Response:
+    if isinstance(exc, ApiError):
+        return exc.response()
+    if isinstance(exc, ScoringError):
+        headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after is not None else {}
+        return error_response(exc.status, exc.message, code=exc.code, headers=headers)
+    if isinstance(exc, ssrf.CallbackRefused):
+        return error_response(400, exc.message, code="callback_refused", param="callback_url")
+    if isinstance(exc, SettingsError):
+        log.error("misconfigured: %s", exc)
+        return error_response(500, f"tuneflow is misconfigured: {exc.message}", code="misconfigured")
+    if isinstance(exc, TransientError):
+        log.warning("dependency unavailable: %s", exc)
+        return error_response(503, exc.message, code="unavailable", headers={"Retry-After": "5"})
+    if isinstance(exc, AzureMLError):
+        return error_response(502, exc.message, code="azureml_error")
+    if isinstance(exc, InputError):
+        return error_response(400, exc.message, code="invalid_request")
+    if isinstance(exc, TuneflowError):
+        log.error("request failed: %s", exc)
+        return error_response(500, exc.message, code="internal_error")
+    log.exception("unexpected error")
+    return error_response(500, "internal error; see the function's log", code="internal_error")
+
+
+def route(fn: Handler) -> Callable[[Request, Api | None], Response]:
+    @functools.wraps(fn)
+    def wrapper(request: Request, ctx: Api | None = None) -> Response:
+        try:
+            return fn(request, ctx or api())
+        except Exception as exc:
+            return _failure(exc)
+
+    return wrapper
+
+
+def async_route(fn: AsyncHandler) -> Callable[[Request, Api | None], Coroutine[Any, Any, Response]]:
+    @functools.wraps(fn)
+    async def wrapper(request: Request, ctx: Api | None = None) -> Response:
+        try:
+            return await fn(request, ctx or api())
+        except Exception as exc:
+            return _failure(exc)
+
+    return wrapper
+
+
+def _prefix(request: Request, first_segment: str) -> str:
+    """The URL path up to the route (``/api``), whatever the host's routePrefix is."""
+    path = urlsplit(request.url).path
+    at = path.find(f"/{first_segment}")
+    return path[:at] if at >= 0 else "/api"
+
+
+def _name(value: str | None, what: str) -> str:
+    if not value or not NAME.match(value) or not 3 <= len(value) <= 32:
+        raise ApiError(400, f"{what} must be 3-32 letters, digits and dashes, starting with a letter "
+                       f"(got {value!r})", code="invalid_name", param=what)
+    return value
+
+
+# ------------------------------------------------------------------------------------------ scoring
+
+
+@async_route
+async def score(request: Request, ctx: Api) -> Response:
+    s = ctx.settings
+    data = parse_json(request.body, s.max_request_kb * 1024, request.header("content-length"))
+    call = score_call(request.body, data)
+    if call.callback_url is not None:
+        return await _submit(request, ctx, call.payload, call.callback_url, call.deployment)
+    result = await ctx.scorer.score(s.endpoint, call.payload, call.deployment)
+    ctx.activity.touch(s.endpoint)
+    body = result.to_dict()
+    if result.usage:
+        body["usage"] = result.usage
+    return json_response(200, body)
+
+
+async def _submit(request: Request, ctx: Api, payload: bytes, callback_url: str, deployment: str | None) -> Response:
+    s = ctx.settings
+    if not s.webhook_secret:
+        raise ApiError(501, "callback_url is not accepted here: webhook callbacks are not configured "
+                       "(TUNEFLOW_WEBHOOK_SECRET)", code="webhooks_disabled", param="callback_url")
+    await asyncio.to_thread(ssrf.check, callback_url, allow_http=s.webhook_allow_http,
+                            allow_private=s.webhook_allow_private, resolver=ctx.dns)
+    job = ScoreJob.new(s.endpoint, payload, callback_url, deployment)
+    await asyncio.to_thread(ctx.jobs.create, job)
+    try:
+        await asyncio.to_thread(ctx.queue.send, job.id)
+    except Exception as exc:
+        log.warning("score job %s could not be queued: %s", job.id, type(exc).__name__)
+        await asyncio.to_thread(ctx.jobs.delete, job.id)
+        raise TransientError("the scoring job could not be queued; try again") from None
+    location = f"{_prefix(request, 'score')}/score/{job.id}"
+    log.info("score job %s queued", job.id)
+    return json_response(202, {"id": job.id, "status": "queued", "status_url": location}, {"Location": location})
+
+
+@route
+def score_status(request: Request, ctx: Api) -> Response:
+    job_id = request.route_params.get("id", "")
+    job = ctx.jobs.get(job_id) if is_job_id(job_id) else None
+    if job is None:
+        raise ApiError(404, f"no scoring job {job_id!r}", code="job_not_found", param="id")
+    return json_response(200, job.public())
+
+
+@async_route
+async def chat_completions(request: Request, ctx: Api) -> Response:
+    s = ctx.settings
+    call = chat_call(parse_json(request.body, s.max_request_kb * 1024, request.header("content-length")))
+    deployment = await _deployment_for_model(ctx, call)
+    result = await ctx.scorer.score(s.endpoint, call.payload, deployment)
+    ctx.activity.touch(s.endpoint)
+    body: dict[str, Any] = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": result.model or call.model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": result.output},
+                     "finish_reason": "stop", "logprobs": None}],
+    }
+    if result.usage:
+        body["usage"] = result.usage
+    headers = {"x-tuneflow-deployment": result.deployment} if result.deployment else {}
+    return json_response(200, body, headers)
+
+
+def _match_model(info: EndpointInfo, model: str) -> tuple[bool, str | None]:
+    """(matched, deployment to pin): a deployment name, its model name:version, or the endpoint itself."""
+    if model in info.models:
+        return True, model
+    for deployment, name_version in info.models.items():
+        if name_version == model:
+            return True, deployment
+    if model in (info.name, *MODEL_ALIASES):
+        return True, None
+    names = {nv.rsplit(":", 1)[0] for nv in info.models.values() if nv}
+    return (model in names), None
+
+
+async def _deployment_for_model(ctx: Api, call: ChatCall) -> str | None:
+    info = await ctx.scorer.endpoint(ctx.settings.endpoint)
+    matched, deployment = _match_model(info, call.model)
+    if not matched:  # perhaps deployed after the cache was filled (looked up again at most every few seconds)
+        info = await ctx.scorer.refreshed(ctx.settings.endpoint, info)
+        matched, deployment = _match_model(info, call.model)
+    if not matched:
+        known = sorted({*info.models, *(v for v in info.models.values() if v), info.name})
+        raise ApiError(404, f"The model {call.model!r} does not exist on endpoint {info.name!r}; use one of: "
+                       + ", ".join(known), code="model_not_found", param="model")
+    return deployment
+
+
+# ------------------------------------------------------------------------------------------ runs, health
+
+
+def _brief(run: Run) -> dict[str, Any]:
+    return {"run_id": run.run_id, "state": run.state.value, "dataset": run.dataset, "model": run.model,
+            "endpoint": run.endpoint, "deployment": run.deployment, "job_name": run.job_name,
+            "studio_url": run.studio_url, "last_error": run.last_error, "created_at": run.created_at,
+            "updated_at": run.updated_at}
+
+
+@route
+def list_runs(request: Request, ctx: Api) -> Response:
+    wanted: set[RunState] | None = None
+    if request.params.get("state"):
+        try:
+            wanted = {RunState(v.strip().upper()) for v in request.params["state"].split(",") if v.strip()}
+        except ValueError:
+            raise ApiError(400, "state must be one or more of " + ", ".join(s.value for s in RunState),
+                           code="invalid_value", param="state") from None
+    raw_limit = request.params.get("limit", "100")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+        raise ApiError(400, f"limit must be an integer from 1 to 1000 (got {raw_limit!r})", code="invalid_value",
+                       param="limit")
+    runs = [r for r in ctx.runs.list() if wanted is None or r.state in wanted]
+    runs.sort(key=lambda r: r.updated_at, reverse=True)
+    items = [_brief(r) for r in runs[: int(raw_limit)]]
+    return json_response(200, {"runs": items, "count": len(items), "total": len(runs)})
+
+
+@route
+def get_run(request: Request, ctx: Api) -> Response:
+    run_id = request.route_params.get("id", "")
+    try:
+        run = ctx.runs.get(run_id)
+    except InputError:
+        run = None  # not even a valid id: no such run
+    if run is None:
+        raise ApiError(404, f"no run {run_id!r}", code="run_not_found", param="id")
+    return json_response(200, run.summary_dict())
+
+
+@route
+def health(request: Request, ctx: Api) -> Response:
+    s = ctx.settings
+    checks: dict[str, Any] = {}
+    healthy = True
+    try:
+        ctx.records().read("health/probe.json")
+        checks["storage"] = "ok"
+    except Exception as exc:
+        checks["storage"] = f"unavailable ({type(exc).__name__})"
+        healthy = False
+    checks["azureml"] = "configured" if s.azureml_configured else "not configured"
+    healthy = healthy and s.azureml_configured
+    info = ctx.cache.peek(s.endpoint)
+    checks["endpoint"] = {"name": s.endpoint, "resolved": info is not None,
+                          "deployments": sorted(info.models) if info else None}
+    checks["webhooks"] = "enabled" if s.webhook_secret else "disabled"
+    checks["idle_teardown_minutes"] = s.idle_teardown_minutes
+    return json_response(200 if healthy else 503, {"status": "ok" if healthy else "degraded", "checks": checks})
+
+
+# ------------------------------------------------------------------------------------------ teardown
+
+
+def authorize_teardown(request: Request, ctx: Api) -> None:
+    """With TUNEFLOW_TEARDOWN_KEY set the host lets the call through and tuneflow checks that key;
+    without it the teardown functions are admin-level and the host has checked the master key."""
+    expected = ctx.settings.teardown_key
+    if not expected:
+        return
+    presented = (request.header("x-tuneflow-teardown-key") or request.header("x-functions-key")
+                 or request.params.get("code"))
+    if not presented:
+        raise ApiError(401, "teardown needs the teardown key (x-tuneflow-teardown-key header)", code="unauthorized")
+    if not hmac.compare_digest(presented.encode(), expected.encode()):
+        raise ApiError(401, "this key does not allow teardown", code="unauthorized")
+
+
+@async_route
+async def teardown_endpoint(request: Request, ctx: Api) -> Response:
+    authorize_teardown(request, ctx)
+    name = _name(request.route_params.get("name"), "name")
+    outcome = await ctx.teardown.endpoint(name, note=f"teardown requested: DELETE /endpoints/{name}")
+    location = f"{_prefix(request, 'endpoints')}/endpoints/{name}/status"
+    return json_response(202, {**outcome, "status_url": location}, {"Location": location})
+
+
+@async_route
+async def teardown_deployment(request: Request, ctx: Api) -> Response:
+    authorize_teardown(request, ctx)
+    name = _name(request.route_params.get("name"), "name")
+    deployment = _name(request.route_params.get("deployment"), "deployment")
+    outcome = await ctx.teardown.deployment(name, deployment,
+                                      note=f"teardown requested: DELETE /endpoints/{name}/deployments/{deployment}")
+    location = f"{_prefix(request, 'endpoints')}/endpoints/{name}/deployments/{deployment}/status"
+    return json_response(202, {**outcome, "status_url": location}, {"Location": location})
+
+
+@async_route
+async def endpoint_status(request: Request, ctx: Api) -> Response:
+    name = _name(request.route_params.get("name"), "name")
+    return json_response(200, await ctx.teardown.endpoint_status(name))
+
+
+@async_route
+async def deployment_status(request: Request, ctx: Api) -> Response:
+    name = _name(request.route_params.get("name"), "name")
+    deployment = _name(request.route_params.get("deployment"), "deployment")
+    return json_response(200, await ctx.teardown.deployment_status(name, deployment))

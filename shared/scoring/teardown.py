@@ -1,0 +1,185 @@
+"""Teardown: delete an endpoint (with its deployments) or one deployment, and mark the runs TORN_DOWN.
+
+Deletions are started and not waited for — the caller gets 202 and a status URL — and deleting what is
+already gone is not an error. Azure refuses to delete a deployment that still takes traffic, so its share
+first moves to the endpoint's other deployments (in proportion), or to none; if that update does not
+finish within a short wait, the deletion is recorded as pending and completed by the status route or
+the idle-teardown timer, whichever runs first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from shared.records import RecordStore
+from shared.runs import Run, RunState, RunStore
+from shared.scoring.arm import Arm
+from shared.scoring.endpoints import model_of
+
+log = logging.getLogger(__name__)
+TEARDOWN_FROM = frozenset({RunState.DEPLOYED, RunState.DEPLOYING, RunState.REGISTERED, RunState.DEPLOY_FAILED,
+                           RunState.RETIRED})
+TRAFFIC_WAIT_S = 20.0
+PENDING_PREFIX = "teardowns/"
+DELETING, DELETED, PENDING = "Deleting", "Deleted", "PendingTrafficUpdate"
+
+
+def rebalance(traffic: Mapping[str, int], removed: str) -> dict[str, int]:
+    """``removed`` gets 0; the others keep their proportions and sum to 100 (or all stay 0)."""
+    rest = {k: int(v) for k, v in traffic.items() if k != removed}
+    total = sum(w for w in rest.values() if w > 0)
+    out = dict.fromkeys(traffic, 0)
+    if total == 0:
+        return out
+    shares = {k: w * 100 / total for k, w in rest.items() if w > 0}
+    floors = {k: int(v) for k, v in shares.items()}
+    left = 100 - sum(floors.values())
+    for k in sorted(shares, key=lambda k: shares[k] - floors[k], reverse=True)[:left]:  # largest remainder
+        floors[k] += 1
+    out.update(floors)
+    return out
+
+
+def _state(resource: Mapping[str, Any]) -> str:
+    return str((resource.get("properties") or {}).get("provisioningState") or "")
+
+
+def _traffic(endpoint: Mapping[str, Any]) -> dict[str, int]:
+    return {str(k): int(v) for k, v in ((endpoint.get("properties") or {}).get("traffic") or {}).items()}
+
+
+@dataclass
+class Teardown:
+    arm: Arm
+    runs: Callable[[], RunStore]
+    records: Callable[[], RecordStore]
+    invalidate: Callable[[str], None] = lambda endpoint: None  # drop cached scoring details of the endpoint
+    forget: Callable[[str], None] = lambda endpoint: None  # drop its activity record (a new one starts afresh)
+
+    async def endpoint(self, name: str, note: str) -> dict[str, Any]:
+        started = await self.arm.delete(f"/onlineEndpoints/{name}", f"deleting endpoint {name}")
+        state = DELETING if started else DELETED
+        log.info("teardown: endpoint %s → %s (%s)", name, state, note)
+        self.invalidate(name)
+        await asyncio.to_thread(self._clear_pending_and_forget, name)
+        torn = await asyncio.to_thread(self._tear_down_runs, lambda run: run.endpoint == name, note)
+        return {"endpoint": name, "state": state, "runs_torn_down": torn}
+
+    def _clear_pending_and_forget(self, name: str) -> None:
+        records = self.records()
+        for key in list(records.keys(f"{PENDING_PREFIX}{name}/")):
+            records.delete(key)
+        self.forget(name)
+
+    async def deployment(self, name: str, deployment: str, note: str) -> dict[str, Any]:
+        endpoint = await self.arm.endpoint(name)
+        exists = endpoint is not None and await self.arm.deployment(name, deployment) is not None
+        state = DELETED
+        if endpoint is not None and exists:
+            traffic = _traffic(endpoint)
+            finished = True
+            if traffic.get(deployment, 0) > 0:
+                new = rebalance(traffic, deployment)
+                log.info("teardown: moving traffic of %s off %s: %s", name, deployment, new)
+                finished = await self.arm.wait(await self.arm.set_traffic(endpoint, new), TRAFFIC_WAIT_S)
+            if finished:
+                state = await self._delete_deployment(name, deployment)
+            else:
+                await asyncio.to_thread(self._set_pending, name, deployment, note)
+                state = PENDING
+        self.invalidate(name)
+        torn = await asyncio.to_thread(
+            self._tear_down_runs, lambda run: run.endpoint == name and run.deployment == deployment, note)
+        return {"endpoint": name, "deployment": deployment, "state": state, "runs_torn_down": torn}
+
+    async def _delete_deployment(self, name: str, deployment: str) -> str:
+        started = await self.arm.delete(f"/onlineEndpoints/{name}/deployments/{deployment}",
+                                        f"deleting deployment {deployment}")
+        await asyncio.to_thread(self.records().delete, self._pending_key(name, deployment))
+        return DELETING if started else DELETED
+
+    @staticmethod
+    def _pending_key(name: str, deployment: str) -> str:
+        return f"{PENDING_PREFIX}{name}/{deployment}.json"
+
+    def _set_pending(self, name: str, deployment: str, note: str) -> None:
+        data = orjson.dumps({"endpoint": name, "deployment": deployment, "note": note})
+        self.records().create(self._pending_key(name, deployment), data)  # None when it exists: fine
+
+    def _pending(self, name: str | None) -> list[tuple[str, str]]:
+        records = self.records()
+        out = []
+        for key in list(records.keys(PENDING_PREFIX + (f"{name}/" if name else ""))):
+            record = records.read(key)
+            if record is not None:
+                pending = orjson.loads(record.data)
+                out.append((str(pending["endpoint"]), str(pending["deployment"])))
+        return out
+
+    async def resume_pending(self, name: str | None = None) -> int:
+        """Finish deletions that waited for a traffic update; returns how many were started."""
+        started = 0
+        for endpoint_name, deployment in await asyncio.to_thread(self._pending, name):
+            endpoint = await self.arm.endpoint(endpoint_name)
+            if endpoint is None:
+                await asyncio.to_thread(self.records().delete, self._pending_key(endpoint_name, deployment))
+            elif _traffic(endpoint).get(deployment, 0) == 0 and _state(endpoint).lower() != "updating":
+                await self._delete_deployment(endpoint_name, deployment)
+                started += 1
+        return started
+
+    def _tear_down_runs(self, matches: Callable[[Run], bool], note: str) -> list[str]:
+        runs = self.runs()
+        torn = []
+        for run in list(runs.list()):
+            if run.state in TEARDOWN_FROM and matches(run):
+                after = runs.advance(run.run_id, RunState.TORN_DOWN, note=note)
+                if after.state == RunState.TORN_DOWN:
+                    torn.append(run.run_id)
+        if torn:
+            log.info("teardown: runs %s → TORN_DOWN", ", ".join(torn))
+        return torn
+
+    async def endpoint_status(self, name: str) -> dict[str, Any]:
+        await self.resume_pending(name)
+        endpoint = await self.arm.endpoint(name)
+        if endpoint is None:
+            return {"endpoint": name, "exists": False, "state": DELETED, "deployments": []}
+        traffic = _traffic(endpoint)
+        deployments = await self.arm.deployments(name)
+        pending = [d for _, d in await asyncio.to_thread(self._pending, name)]
+        return {"endpoint": name, "exists": True, "state": _state(endpoint), "traffic": traffic,
+                "deployments": [self._deployment_dict(d, traffic) for d in deployments],
+                "pending_deletions": pending}
+
+    async def deployment_status(self, name: str, deployment: str) -> dict[str, Any]:
+        await self.resume_pending(name)
+        found = await self.arm.deployment(name, deployment)
+        endpoint = await self.arm.endpoint(name) if found is not None else None
+        if found is None or endpoint is None:
+            return {"endpoint": name, "deployment": deployment, "exists": False, "state": DELETED}
+        body = self._deployment_dict(found, _traffic(endpoint))
+        if (name, deployment) in await asyncio.to_thread(self._pending, name):
+            body["state"] = PENDING
+        return {"endpoint": name, "deployment": deployment, "exists": True, **body}
+
+    @staticmethod
+    def _deployment_dict(deployment: Mapping[str, Any], traffic: Mapping[str, int]) -> dict[str, Any]:
+        name = str(deployment.get("name"))
+        model = (deployment.get("properties") or {}).get("model")
+        return {"name": name, "state": _state(deployment), "traffic": int(traffic.get(name, 0)),
+                "model": model_of(model, deployment.get("tags"))}
+
+    def tuneflow_endpoints(self, default: str) -> list[str]:
+        """Endpoints tuneflow manages: the configured one and any a live run is on."""
+        names = [default]
+        for run in self.runs().list():
+            if run.endpoint and run.endpoint not in names and run.state in TEARDOWN_FROM:
+                names.append(run.endpoint)
+        return names

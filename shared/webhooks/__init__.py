@@ -1,0 +1,1 @@
+"""Asynchronous scoring with webhook callbacks: jobs, the SSRF guard, Standard Webhooks signing, delivery."""

@@ -1,0 +1,169 @@
+"""Scoring jobs with a callback: a JSON record per job and a storage queue that carries their ids.
+
+The record (``score-jobs/<id>.json`` in the output container, through the same ETag-guarded
+``RecordStore`` as runs) holds the request, the outcome and the delivery state; the queue message
+holds only ``{"id", "attempt"}``, so a request of any accepted size fits in a 64 KiB message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+
+from shared.errors import ConflictError
+from shared.records import RecordStore
+
+if TYPE_CHECKING:
+    from azure.storage.queue import QueueClient
+
+    from shared.settings import Settings
+
+PREFIX = "score-jobs/"
+_ID = re.compile(r"^[0-9a-f]{32}$")
+QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+PENDING, DELIVERED, GAVE_UP = "pending", "delivered", "failed"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def is_job_id(value: str) -> bool:
+    return bool(_ID.match(value))
+
+
+@dataclass
+class Delivery:
+    state: str = PENDING
+    attempts: int = 0
+    last_status: int | None = None
+    last_error: str | None = None
+    delivered_at: str | None = None
+    next_attempt_at: str | None = None
+
+
+@dataclass
+class ScoreJob:
+    id: str
+    endpoint: str
+    payload: str  # the Azure ML request body (JSON text)
+    callback_url: str
+    deployment: str | None = None
+    status: str = QUEUED
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    delivery: Delivery = field(default_factory=Delivery)
+    created_at: str = field(default_factory=now_iso)
+    updated_at: str = field(default_factory=now_iso)
+
+    @classmethod
+    def new(cls, endpoint: str, payload: bytes, callback_url: str, deployment: str | None) -> ScoreJob:
+        return cls(uuid.uuid4().hex, endpoint, payload.decode(), callback_url, deployment)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ScoreJob:
+        raw = orjson.loads(data)
+        known = {f.name for f in fields(cls)}
+        raw = {k: v for k, v in raw.items() if k in known}
+        raw["delivery"] = Delivery(**raw.get("delivery") or {})
+        return cls(**raw)
+
+    def public(self) -> dict[str, Any]:
+        """What ``GET /api/score/{id}`` shows: no request body, and the callback without its query."""
+        parts = urlsplit(self.callback_url)
+        shown = urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path, "", ""))
+        return {"id": self.id, "status": self.status, "endpoint": self.endpoint, "deployment": self.deployment,
+                "result": self.result, "error": self.error, "callback_url": shown,
+                "delivery": asdict(self.delivery), "created_at": self.created_at, "updated_at": self.updated_at}
+
+
+class JobStore:
+    def __init__(self, records: RecordStore, retries: int = 20) -> None:
+        self._records = records
+        self._retries = retries
+
+    @staticmethod
+    def key(job_id: str) -> str:
+        return f"{PREFIX}{job_id}.json"
+
+    def create(self, job: ScoreJob) -> None:
+        if self._records.create(self.key(job.id), job.to_json()) is None:
+            raise ConflictError(f"score job {job.id} exists already")
+
+    def get(self, job_id: str) -> ScoreJob | None:
+        if not is_job_id(job_id):
+            return None
+        record = self._records.read(self.key(job_id))
+        return ScoreJob.from_json(record.data) if record else None
+
+    def update(self, job_id: str, change: Callable[[ScoreJob], bool]) -> ScoreJob | None:
+        """Apply ``change`` (True when it changed the job) with compare-and-swap; None if the job is gone."""
+        key = self.key(job_id)
+        for _ in range(self._retries):
+            record = self._records.read(key)
+            if record is None:
+                return None
+            job = ScoreJob.from_json(record.data)
+            if not change(job):
+                return job
+            job.updated_at = now_iso()
+            if self._records.replace(key, job.to_json(), record.etag) is not None:
+                return job
+        raise ConflictError(f"score job {job_id}: gave up after {self._retries} concurrent updates")
+
+    def delete(self, job_id: str) -> None:
+        self._records.delete(self.key(job_id))
+
+
+class ScoreQueue:
+    """Sends job messages (base64 text, what the Functions queue trigger expects by default)."""
+
+    def __init__(self, settings: Settings, client: Any | None = None) -> None:
+        self._settings = settings
+        self._client = client
+        self._ready = client is not None
+        self._lock = threading.Lock()
+
+    def _queue(self) -> QueueClient:
+        with self._lock:
+            if self._client is None:
+                self._client = queue_client(self._settings, self._settings.score_queue)
+            if not self._ready:
+                from azure.core.exceptions import ResourceExistsError
+
+                with contextlib.suppress(ResourceExistsError):
+                    self._client.create_queue()
+                self._ready = True
+            client: QueueClient = self._client
+            return client
+
+    def send(self, job_id: str, attempt: int = 1, delay_s: float = 0) -> None:
+        body = orjson.dumps({"id": job_id, "attempt": attempt}).decode()
+        self._queue().send_message(body, visibility_timeout=int(max(0, min(delay_s, 7 * 24 * 3600))) or None)
+
+
+def queue_client(settings: Settings, name: str) -> QueueClient:
+    from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+    encode, decode = TextBase64EncodePolicy(), TextBase64DecodePolicy()
+    if settings.storage_connection:
+        return QueueClient.from_connection_string(settings.storage_connection, name, message_encode_policy=encode,
+                                                  message_decode_policy=decode)
+    from azure.identity import DefaultAzureCredential
+
+    # the queue service of the account whose blob URL is configured
+    account = str(settings.storage_account_url).rstrip("/").replace(".blob.", ".queue.", 1)
+    return QueueClient(account, name, credential=DefaultAzureCredential(), message_encode_policy=encode,
+                       message_decode_policy=decode)

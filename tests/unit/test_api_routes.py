@@ -1,0 +1,361 @@
+"""The HTTP routes as plain functions, on fakes: scoring, OpenAI chat, webhook jobs, runs, teardown, health."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import SimpleNamespace
+from typing import Any, cast
+
+import httpx
+import orjson
+import pytest
+
+from shared.api import routes
+from shared.api.context import Api
+from shared.api.http import Request, Response
+from shared.api.triggers import on_score_job
+from shared.records import MemoryRecordStore
+from shared.runs import Run, RunState, RunStore
+from shared.scoring.arm import ArmTarget
+from shared.scoring.client import HttpxSender
+from shared.scoring.pool import HttpPool, PerLoop
+from shared.settings import Settings
+from shared.webhooks.signing import verify
+from tests.unit.test_scoring_client import FakeResolver, Upstream
+from tests.unit.test_scoring_teardown import ARM, WS, Credential, FakeArm
+
+SECRET = "whsec_dGVzdC1zZWNyZXQtZm9yLXR1bmVmbG93"
+CHAT = {"messages": [{"role": "user", "content": "Capital of Peru?"}]}
+BASE = "https://tuneflow.azurewebsites.net/api"
+
+
+class FakeQueue:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int, float]] = []
+
+    def send(self, job_id: str, attempt: int = 1, delay_s: float = 0) -> None:
+        self.sent.append((job_id, attempt, delay_s))
+
+
+class Receiver:
+    """A webhook receiver: verifies each delivery; answers from a script (default 204)."""
+
+    def __init__(self) -> None:
+        self.statuses: list[int] = []
+        self.deliveries: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        verify(SECRET, dict(request.headers), request.content)
+        self.deliveries.append(request)
+        return httpx.Response(self.statuses.pop(0) if self.statuses else 204)
+
+
+def make(env: dict[str, str] | None = None) -> Any:
+    settings = Settings.from_env({"TUNEFLOW_STORAGE_CONNECTION": "UseDevelopmentStorage=true",
+                                  "TUNEFLOW_EMULATOR_CONNECTION": "/nowhere/connection.json",
+                                  "TUNEFLOW_WEBHOOK_SECRET": SECRET, "TUNEFLOW_MAX_REQUEST_KB": "4",
+                                  "TUNEFLOW_WEBHOOK_BACKOFF_S": "2", "TUNEFLOW_WEBHOOK_ATTEMPTS": "3",
+                                  **(env or {})})
+    records = MemoryRecordStore()
+    runs = RunStore(MemoryRecordStore())
+    resolver = FakeResolver(models={"v1a2b-r1": "chat-ft:r1", "v9f8e-r2": "chat-ft:r2"})
+    upstream = Upstream(resolver)
+    receiver = Receiver()
+    arm = FakeArm()
+    queue = FakeQueue()
+    dns = {"hooks.example.com": ["93.184.215.14"], "intranet.example.com": ["10.0.0.8"]}
+
+    ctx = Api(settings, records=lambda: records, runs=lambda: runs, resolver=resolver,
+              target=lambda: ArmTarget(ARM, WS, ARM + "/.default", Credential()),
+              pool=HttpPool(lambda: httpx.AsyncClient(transport=httpx.MockTransport(arm))),
+              sender=PerLoop(lambda: HttpxSender(httpx.AsyncClient(transport=httpx.MockTransport(upstream)))),
+              webhook_pool=HttpPool(lambda: httpx.AsyncClient(transport=httpx.MockTransport(receiver))),
+              dns=lambda host, port: dns[host], queue=cast(Any, queue))
+    return SimpleNamespace(api=ctx, records=records, runs=runs, resolver=resolver, upstream=upstream,
+                           receiver=receiver, arm=arm, queue=queue)
+
+
+def post(path: str, body: Any, **headers: str) -> Request:
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    return Request("POST", f"{BASE}/{path}", {k.lower(): v for k, v in headers.items()}, {}, {}, raw)
+
+
+def get(path: str, route_params: dict[str, str] | None = None, params: dict[str, str] | None = None) -> Request:
+    return Request("GET", f"{BASE}/{path}", {}, params or {}, route_params or {}, b"")
+
+
+def score(w: Any, body: Any, **headers: str) -> Response:
+    return asyncio.run(routes.score(post("score", body, **headers), w.api))
+
+
+def error_of(response: Response) -> Any:
+    return response.json()["error"]
+
+
+# ------------------------------------------------------------------------------------------ /score
+
+
+def test_score_answers_output_model_and_deployment():
+    w = make()
+    w.upstream.script = [lambda r: httpx.Response(200, json={"output": "Lima."},
+                                                  headers={"azureml-model-deployment": "v9f8e-r2"})]
+    response = score(w, CHAT)
+    assert response.status == 200
+    assert response.json() == {"output": "Lima.", "model": "chat-ft:r2", "deployment": "v9f8e-r2"}
+
+
+def test_score_errors_say_what_and_where():
+    w = make()
+    bad = score(w, b'{"messages": [{"role": "user", "content": "x"},]}')
+    assert bad.status == 400 and error_of(bad)["code"] == "invalid_json" and "column" in error_of(bad)["message"]
+    wrong = score(w, {"messages": [{"role": "user", "content": ["not text"]}]})
+    assert wrong.status == 400 and error_of(wrong)["param"] == "messages[0].content[0]"
+    big = score(w, {"messages": [{"role": "user", "content": "x" * 5000}]})
+    assert big.status == 413 and error_of(big)["code"] == "body_too_large"
+    declared = score(w, CHAT, **{"Content-Length": "10000000"})
+    assert declared.status == 413
+    assert w.upstream.requests == []  # nothing bad reached the endpoint
+
+
+def test_score_without_an_endpoint_is_404():
+    w = make()
+    w.resolver.missing = True
+    response = score(w, CHAT)
+    assert response.status == 404 and error_of(response)["code"] == "endpoint_not_found"
+
+
+def test_endpoint_busy_is_passed_on_with_retry_after():
+    w = make({"TUNEFLOW_SCORING_RETRIES": "0"})
+    w.upstream.script = [lambda r: httpx.Response(429, headers={"Retry-After": "7"}, json={"message": "slow"})]
+    response = score(w, CHAT)
+    assert response.status == 429 and response.headers["Retry-After"] == "7"
+
+
+def test_scoring_records_activity_for_idle_teardown():
+    w = make()
+    assert score(w, CHAT).status == 200
+    w.api.activity.flush()
+    assert w.api.activity.get("tuneflow-chat").last_scored is not None
+
+
+def test_no_key_in_logs_or_answers_of_a_failing_call(caplog):
+    w = make()
+    secret = w.resolver.key = "Scoring-Key-That-Must-Not-Leak-42"
+    w.upstream.script = [lambda r: httpx.Response(500, text=f"internal error; key was {secret}")]
+    caplog.set_level(logging.DEBUG)
+    response = score(w, CHAT)
+    assert response.status == 502
+    assert secret not in response.body.decode() and secret not in caplog.text
+
+
+# ------------------------------------------------------------------------------------------ OpenAI
+
+
+def chat(w: Any, body: Any) -> Response:
+    return asyncio.run(routes.chat_completions(post("v1/chat/completions", body), w.api))
+
+
+@pytest.mark.parametrize(("model", "pinned"), [
+    ("v9f8e-r2", "v9f8e-r2"), ("chat-ft:r1", "v1a2b-r1"), ("tuneflow-chat", None), ("chat-ft", None),
+    ("tuneflow", None),
+])
+def test_openai_model_selects_a_deployment_or_the_traffic_split(model, pinned):
+    w = make()
+    response = chat(w, {"model": model, **CHAT, "max_tokens": 20})
+    assert response.status == 200
+    assert w.upstream.requests[-1].headers.get("azureml-model-deployment") == pinned
+    body = response.json()
+    assert body["object"] == "chat.completion" and body["choices"][0]["message"] == {
+        "role": "assistant", "content": "hello there"}
+    assert body["choices"][0]["finish_reason"] == "stop" and body["id"].startswith("chatcmpl-")
+
+
+def test_openai_unknown_model_is_404_listing_what_exists():
+    w = make()
+    response = chat(w, {"model": "gpt-4o", **CHAT})
+    assert response.status == 404 and error_of(response)["code"] == "model_not_found"
+    assert "v9f8e-r2" in error_of(response)["message"] and w.upstream.requests == []
+    for _ in range(20):  # unknown models do not each cost a control-plane lookup
+        assert chat(w, {"model": "gpt-4o", **CHAT}).status == 404
+    assert w.resolver.calls == 2  # the first resolution, and one look for a newer deployment
+
+
+def test_openai_model_deployed_after_the_cache_was_filled_is_found():
+    w = make()
+    assert chat(w, {"model": "v9f8e-r2", **CHAT}).status == 200
+    w.resolver.models["v7c6d-r3"] = "chat-ft:r3"
+    response = chat(w, {"model": "chat-ft:r3", **CHAT})
+    assert response.status == 200 and w.upstream.requests[-1].headers["azureml-model-deployment"] == "v7c6d-r3"
+
+
+# ------------------------------------------------------------------------------------------ webhooks
+
+
+def test_callback_needs_a_secret():
+    w = make({"TUNEFLOW_WEBHOOK_SECRET": ""})
+    response = score(w, {**CHAT, "callback_url": "https://hooks.example.com/in"})
+    assert response.status == 501 and error_of(response)["code"] == "webhooks_disabled"
+
+
+@pytest.mark.parametrize("url", ["http://hooks.example.com/in", "https://127.0.0.1/in",
+                                 "https://169.254.169.254/latest", "https://intranet.example.com/in"])
+def test_unsafe_callbacks_are_refused(url):
+    w = make()
+    response = score(w, {**CHAT, "callback_url": url})
+    assert response.status == 400 and error_of(response)["code"] == "callback_refused"
+    assert error_of(response)["param"] == "callback_url" and w.queue.sent == []
+
+
+def submit(w: Any) -> str:
+    response = score(w, {**CHAT, "callback_url": "https://hooks.example.com/in?t=abc"})
+    assert response.status == 202
+    job_id: str = response.json()["id"]
+    assert response.headers["Location"] == f"/api/score/{job_id}" == response.json()["status_url"]
+    assert w.queue.sent == [(job_id, 1, 0)]
+    return job_id
+
+
+def status(w: Any, job_id: str) -> Response:
+    return routes.score_status(get(f"score/{job_id}", {"id": job_id}), w.api)
+
+
+def test_webhook_job_is_scored_then_delivered_signed():
+    w = make()
+    job_id = submit(w)
+    assert status(w, job_id).json()["status"] == "queued"
+    assert asyncio.run(on_score_job(orjson.dumps({"id": job_id, "attempt": 1}).decode(), w.api)) == "delivered"
+    (delivery,) = w.receiver.deliveries
+    assert str(delivery.url) == "https://93.184.215.14/in?t=abc"  # the checked address itself
+    assert delivery.headers["host"] == "hooks.example.com" and delivery.extensions["sni_hostname"] == "hooks.example.com"
+    assert delivery.headers["webhook-id"] == job_id
+    event = orjson.loads(delivery.content)
+    assert event["type"] == "score.succeeded" and event["data"]["output"] == "hello there"
+    shown = status(w, job_id).json()
+    assert shown["status"] == "succeeded" and shown["result"]["output"] == "hello there"
+    assert shown["delivery"]["state"] == "delivered" and shown["callback_url"] == "https://hooks.example.com/in"
+
+
+def test_failed_delivery_is_retried_with_backoff_then_given_up():
+    w = make()
+    job_id = submit(w)
+    w.receiver.statuses = [500, 503, 500]
+    for attempt in (1, 2, 3):
+        asyncio.run(on_score_job(orjson.dumps({"id": job_id, "attempt": attempt}).decode(), w.api))
+    assert [s[1:] for s in w.queue.sent] == [(1, 0), (2, 2.0), (3, 4.0)]  # backoff doubles
+    assert len(w.upstream.requests) == 1  # scored once, delivered three times
+    ids = {d.headers["webhook-id"] for d in w.receiver.deliveries}
+    assert ids == {job_id}
+    delivery = status(w, job_id).json()["delivery"]
+    assert delivery["state"] == "failed" and delivery["attempts"] == 3 and delivery["last_status"] == 500
+
+
+def test_redelivered_messages_do_not_repeat_an_attempt():
+    w = make()
+    job_id = submit(w)
+    w.receiver.statuses = [500]
+    message = orjson.dumps({"id": job_id, "attempt": 1}).decode()
+    assert asyncio.run(on_score_job(message, w.api)) == "retrying"
+    assert asyncio.run(on_score_job(message, w.api)) == "duplicate"
+    assert len(w.receiver.deliveries) == 1
+
+
+def test_scoring_failure_is_delivered_as_score_failed():
+    w = make()
+    job_id = submit(w)
+    w.upstream.script = [lambda r: httpx.Response(400, json={"message": "bad input"})]
+    asyncio.run(on_score_job(orjson.dumps({"id": job_id}).decode(), w.api))
+    event = orjson.loads(w.receiver.deliveries[0].content)
+    assert event["type"] == "score.failed" and event["data"]["error"]["status"] == 400
+
+
+def test_unknown_job_is_404():
+    w = make()
+    assert status(w, "0" * 32).status == 404 and status(w, "../etc").status == 404
+
+
+# ------------------------------------------------------------------------------------------ runs, health
+
+
+def add_run(w: Any, run_id: str, state: RunState, **fields: Any) -> None:
+    w.runs.create(Run(run_id, state, "d.jsonl", ["d.jsonl"], "Phi-3", **fields))
+
+
+def test_runs_list_filter_and_detail():
+    w = make()
+    add_run(w, "r1", RunState.DEPLOYED, endpoint="tuneflow-chat", deployment="v1a2b-r1", model="chat-ft:r1",
+            job_name="tuneflow-r1", studio_url="https://ml.azure.com/runs/tuneflow-r1")
+    add_run(w, "r2", RunState.REJECTED, summary="3 errors", last_error="no assistant message")
+    listed = routes.list_runs(get("runs"), w.api).json()
+    assert listed["count"] == 2 and {r["run_id"] for r in listed["runs"]} == {"r1", "r2"}
+    only = routes.list_runs(get("runs", params={"state": "deployed"}), w.api).json()
+    assert [r["run_id"] for r in only["runs"]] == ["r1"] and only["runs"][0]["studio_url"].endswith("tuneflow-r1")
+    assert routes.list_runs(get("runs", params={"state": "BOGUS"}), w.api).status == 400
+    assert routes.list_runs(get("runs", params={"limit": "0"}), w.api).status == 400
+    detail = routes.get_run(get("runs/r2", {"id": "r2"}), w.api).json()
+    assert detail["summary"] == "3 errors" and detail["last_error"] == "no assistant message"
+    assert detail["history"][0]["state"] == "REJECTED"
+    assert routes.get_run(get("runs/nope", {"id": "nope"}), w.api).status == 404
+    assert routes.get_run(get("runs/x", {"id": "../x"}), w.api).status == 404
+
+
+def test_health():
+    w = make()
+    body = routes.health(get("health"), w.api)
+    assert body.status == 200 and body.json()["checks"]["storage"] == "ok"
+
+
+# ------------------------------------------------------------------------------------------ teardown
+
+
+def teardown(route: Any, request: Request, ctx: Api) -> Response:
+    result: Response = asyncio.run(route(request, ctx))
+    return result
+
+
+def delete(path: str, route_params: dict[str, str], **headers: str) -> Request:
+    return Request("DELETE", f"{BASE}/{path}", {k.lower(): v for k, v in headers.items()}, {}, route_params, b"")
+
+
+def test_teardown_key_is_checked_when_configured():
+    w = make({"TUNEFLOW_TEARDOWN_KEY": "td-key"})
+    w.arm.add("tuneflow-chat", {"blue": 100})
+    req = {"name": "tuneflow-chat"}
+    assert teardown(routes.teardown_endpoint, delete("endpoints/tuneflow-chat", req), w.api).status == 401
+    wrong = teardown(routes.teardown_endpoint, delete("endpoints/tuneflow-chat", req, **{"x-functions-key": "fn"}), w.api)
+    assert wrong.status == 401 and "tuneflow-chat" in w.arm.endpoints
+    ok = teardown(routes.teardown_endpoint, delete("endpoints/tuneflow-chat", req, **{"x-tuneflow-teardown-key": "td-key"}),
+                                  w.api)
+    assert ok.status == 202 and ok.headers["Location"] == "/api/endpoints/tuneflow-chat/status"
+    assert "tuneflow-chat" not in w.arm.endpoints
+
+
+def test_teardown_is_idempotent_and_marks_runs():
+    w = make()
+    w.arm.add("tuneflow-chat", {"v1a2b-r1": 100})
+    add_run(w, "r1", RunState.DEPLOYED, endpoint="tuneflow-chat", deployment="v1a2b-r1")
+    req = {"name": "tuneflow-chat"}
+    first = teardown(routes.teardown_endpoint, delete("endpoints/tuneflow-chat", req), w.api)
+    second = teardown(routes.teardown_endpoint, delete("endpoints/tuneflow-chat", req), w.api)
+    assert (first.status, second.status) == (202, 202)
+    assert first.json()["runs_torn_down"] == ["r1"] and second.json()["state"] == "Deleted"
+    assert w.runs.get("r1").state == RunState.TORN_DOWN
+    gone = teardown(routes.endpoint_status, get("endpoints/tuneflow-chat/status", req), w.api).json()
+    assert gone == {"endpoint": "tuneflow-chat", "exists": False, "state": "Deleted", "deployments": []}
+
+
+def test_teardown_refuses_bad_names():
+    w = make()
+    response = teardown(routes.teardown_endpoint, delete("endpoints/x", {"name": "bad_name!"}), w.api)
+    assert response.status == 400 and error_of(response)["param"] == "name"
+
+
+def test_deployment_teardown_answers_202_with_its_status_url():
+    w = make()
+    w.arm.add("tuneflow-chat", {"blue": 50, "green": 50})
+    params = {"name": "tuneflow-chat", "deployment": "blue"}
+    response = teardown(routes.teardown_deployment, delete("endpoints/tuneflow-chat/deployments/blue", params), w.api)
+    assert response.status == 202
+    assert response.headers["Location"] == "/api/endpoints/tuneflow-chat/deployments/blue/status"
+    after = teardown(routes.deployment_status, get("endpoints/tuneflow-chat/deployments/blue/status", params), w.api).json()
+    assert after["state"] == "Deleted"

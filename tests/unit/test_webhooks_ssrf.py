@@ -1,0 +1,59 @@
+"""The SSRF guard: scheme, credentials, literal and resolved addresses."""
+
+from typing import Any
+
+import pytest
+
+from shared.webhooks.ssrf import CallbackRefused, check
+
+
+def resolver(mapping: dict[str, list[str]]) -> Any:
+    return lambda host, port: mapping[host]
+
+
+PUBLIC = resolver({"hooks.example.com": ["93.184.215.14"], "mixed.example.com": ["93.184.215.14", "10.0.0.5"],
+                   "inside.example.com": ["127.0.0.1"], "v6.example.com": ["2606:4700::6810:85e5"]})
+
+
+@pytest.mark.parametrize("url", [
+    "https://hooks.example.com/tuneflow?token=abc", "https://93.184.215.14/x", "https://v6.example.com:8443/",
+])
+def test_public_https_targets_are_accepted(url):
+    target, addresses = check(url, allow_http=False, allow_private=False, resolver=PUBLIC)
+    assert addresses and target.scheme == "https"
+
+
+@pytest.mark.parametrize(("url", "words"), [
+    ("http://hooks.example.com/", "must use https"),
+    ("ftp://hooks.example.com/", "https://"),
+    ("https://user:pw@hooks.example.com/", "credentials"),
+    ("https://127.0.0.1/", "127.0.0.1, loopback"),
+    ("https://[::1]:8443/", "loopback"),
+    ("https://10.1.2.3/", "private"),
+    ("https://192.168.1.10/", "private"),
+    ("https://169.254.169.254/latest/meta-data/", "link-local"),
+    ("https://[fe80::1]/", "link-local"),
+    ("https://224.0.0.1/", "multicast"),
+    ("https://0.0.0.0/", "unspecified"),
+    ("https://100.64.0.1/", "non-public"),
+    ("https://[::ffff:127.0.0.1]/", "non-public"),
+    ("https://inside.example.com/", "loopback"),
+    ("https://mixed.example.com/", "private"),
+    ("https:///nohost", "no host"),
+    ("https://hooks.example.com:99999/", "not a valid URL"),
+])
+def test_refusals(url, words):
+    with pytest.raises(CallbackRefused) as err:
+        check(url, allow_http=False, allow_private=False, resolver=PUBLIC)
+    assert words in err.value.message
+
+
+def test_resolved_private_address_is_not_disclosed():
+    with pytest.raises(CallbackRefused) as err:
+        check("https://inside.example.com/", allow_http=False, allow_private=False, resolver=PUBLIC)
+    assert "127.0.0.1" not in err.value.message
+
+
+def test_settings_can_allow_http_and_private_targets():
+    target, addresses = check("http://127.0.0.1:8080/hook", allow_http=True, allow_private=True, resolver=PUBLIC)
+    assert (target.host_header, target.pinned_url(addresses[0])) == ("127.0.0.1:8080", "http://127.0.0.1:8080/hook")
