@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -70,6 +71,9 @@ def start_stack(work_dir: Path, settings: Mapping[str, str] | None = None, *,
                 base_model: str = LOCAL_BASE_MODEL) -> LocalStack:
     """Start everything under ``work_dir``; ``settings`` override the app's local settings."""
     work_dir.mkdir(parents=True, exist_ok=True)
+    # azure-ai-ml records the cloud of the last MLClient in this environment variable; a child that
+    # inherited it would fail to import the SDK (an earlier stack's cloud is unknown to it).
+    os.environ.pop("AZUREML_CURRENT_CLOUD", None)
     azurite = start_azurite()
     try:
         emulator = start_emulator(work_dir / "emulator", storage=azurite.connection_string,
