@@ -26,7 +26,8 @@ def test_make_run_fast_reaches_deployed_scores_and_tears_down():
         lines.append(line)
         if "DEPLOYED" in line and not started:  # everything is up here: note what the run started
             started = psutil.Process(proc.pid).children(recursive=True)
-            code = proc.wait(timeout=600)
+            names = " ".join(" ".join(p.cmdline()[:3]) for p in started)
+    code = proc.wait(timeout=600)
     out = "".join(lines)
     assert code == 0, out[-4000:]
     assert re.search(r"DEPLOYED\s+smoke test passed", out), out[-3000:]

@@ -95,4 +95,7 @@ def test_a_second_dataset_replaces_the_deployment_without_failed_requests(stack,
     assert runs.get(first.run_id).state == RunState.RETIRED
     assert served > 10 and failures == []
     ml = stack.emulator.ml_client()
-    assert [d.name for d in ml.online_deployments.list("tuneflow-chat")] == [second.deployment]
+    deadline = time.monotonic() + 60  # the previous deployment's deletion is asynchronous
+    while [d.name for d in ml.online_deployments.list("tuneflow-chat")] != [second.deployment]:
+        assert time.monotonic() < deadline, "the previous deployment was not deleted"
+        time.sleep(1)
