@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,13 @@ import pytest
 from devstack.azurite import Azurite, start_azurite
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_azureml_cloud() -> None:
+    """azure-ai-ml remembers the last MLClient's cloud in AZUREML_CURRENT_CLOUD; a test that talked to
+    the emulator must not send the next test's default (Azure public cloud) client there."""
+    os.environ.pop("AZUREML_CURRENT_CLOUD", None)
 
 
 @pytest.fixture(scope="session")
