@@ -64,9 +64,15 @@ def job_error(ctx: LifecycleContext, job_name: str) -> str:
 
 
 def job_metrics(job: Any) -> dict[str, str]:
-    """Final metrics the pipeline reported (as ``metrics.<name>`` job properties), for model tags."""
+    """Final metrics the pipeline reported as job properties (``azureml.metrics.<name>``, or
+    ``metrics.<name>``), as ``metrics.<name>`` model tags."""
     props = getattr(job, "properties", None) or {}
-    return {k: str(v) for k, v in props.items() if k.startswith("metrics.")}
+    metrics = {}
+    for key, value in props.items():
+        name = str(key).removeprefix("azureml.")
+        if name.startswith("metrics."):
+            metrics[name] = str(value)
+    return metrics
 
 
 def register(ctx: LifecycleContext, run: Run) -> Run:

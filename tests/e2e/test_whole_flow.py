@@ -55,6 +55,10 @@ def test_dataset_becomes_a_deployed_model(stack, runs):
     assert run.model == f"Phi-4-mini-instruct-ft:{run.run_id}"
     status, text = score(stack, QUESTION)
     assert status == 200 and json.loads(text)[0]["0"].strip(), text
+    name, version = run.model.rsplit(":", 1)
+    tags = stack.emulator.ml_client().models.get(name, version=version).tags
+    assert tags["tuneflow.run_id"] == run.run_id and tags["tuneflow.job_name"] == run.job_name
+    assert float(tags["metrics.eval_loss"]) < float(tags["metrics.base_eval_loss"])  # the job's final metrics
     # the lifecycle's CloudEvents reached the topic in the order of the run's transitions
     expected = [f"tuneflow.run.{s.lower()}" for s in states]
 

@@ -56,7 +56,7 @@ class FakeWorkspace:
         # the SDK hands back a JobStatus enum member, not a plain string
         from azure.ai.ml._restclient.arm_ml_service.models._enums import JobStatus
 
-        self.jobs[name] = SimpleNamespace(name=name, status=JobStatus(status), properties={"metrics.eval_loss": "1.25"},
+        self.jobs[name] = SimpleNamespace(name=name, status=JobStatus(status), properties={"azureml.metrics.eval_loss": "1.25"},
                                           error=SimpleNamespace(message=error) if error else None)
 
     def finish(self) -> None:
