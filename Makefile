@@ -43,6 +43,7 @@ e2e: install
 
 bench: install
 	$(PY) bench/validation/run.py
+	$(PY) bench/validation/azurite.py
 	$(PY) bench/cold_start.py
 	$(PY) bench/scoring/run.py
 
