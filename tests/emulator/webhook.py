@@ -77,14 +77,16 @@ def start_webhook(policy: Policy | None = None) -> Webhook:
             with hook.lock:
                 hook.received.append(Received(method, headers, body, time.monotonic()))
 
+        # Each request is recorded before it is answered: the server is threaded, and the emulator's
+        # next request can arrive as soon as this answer is out.
         def do_OPTIONS(self) -> None:  # CloudEvents abuse-protection handshake
             ok = hook.policy.validate
+            self._record("OPTIONS", None, 200 if ok else 403)
             self.send_response(200 if ok else 403)
             if ok:
                 self.send_header("WebHook-Allowed-Origin", self.headers.get("WebHook-Request-Origin", "*"))
             self.send_header("Content-Length", "0")
             self.end_headers()
-            self._record("OPTIONS", None, 200 if ok else 403)
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
@@ -105,12 +107,12 @@ def start_webhook(policy: Policy | None = None) -> Webhook:
                     if hook.policy.always_fail or hook.policy.fail_count < hook.policy.fail_first:
                         hook.policy.fail_count += 1
                         status = 500
+            self._record("POST", body, status)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
-            self._record("POST", body, status)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
