@@ -16,7 +16,6 @@ import contextlib
 import logging
 import os
 import secrets
-import signal
 import socket
 import time
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emulator import arm, lro
-from emulator.procutil import child_preexec, reap
+from emulator.procutil import child_preexec, reap, stop_group
 
 if TYPE_CHECKING:
     from emulator.core import Emulator
@@ -312,14 +311,7 @@ class Deployments:
         proc = self.procs.pop(key, None)
         if proc is None or proc.returncode is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
+        await stop_group(proc)
 
     def delete_deployment(self, key: str, op_id: str) -> None:
         doc = self.deps.get(key)

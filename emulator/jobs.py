@@ -17,13 +17,12 @@ import logging
 import os
 import re
 import shutil
-import signal
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emulator import arm, pipeline_component
-from emulator.procutil import child_preexec, reap
+from emulator.procutil import child_preexec, reap, stop_group
 
 if TYPE_CHECKING:
     from emulator.core import Emulator
@@ -622,11 +621,4 @@ class JobRunner:
         proc = self._proc
         if proc is None or proc.returncode is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
+        await stop_group(proc)

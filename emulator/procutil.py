@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
@@ -38,3 +39,17 @@ def reap(pid: int | None, marker: str) -> bool:
         os.killpg(pid, signal.SIGTERM)
         return True
     return False
+
+
+async def stop_group(proc: asyncio.subprocess.Process, grace: float = 10.0) -> None:
+    """Stop a child and its process group: SIGTERM, then SIGKILL after ``grace`` seconds."""
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), grace)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
