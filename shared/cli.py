@@ -108,6 +108,13 @@ def register(subparsers: Any) -> None:
         metavar="NAME",
         help="whose chat-template tokens are refused in content (default Phi-3-mini-4k-instruct)",
     )
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        metavar="N",
+        help="processes for a large JSONL file (default: one per core; 1: this process only); "
+        "the report is the same either way",
+    )
     parser.set_defaults(handler=_validate)
 
 
@@ -144,7 +151,7 @@ def _validate(args: argparse.Namespace) -> int:
         reserved_tokens=reserved_tokens(args.base_model) or (),
     )
     try:
-        report = validate_dataset(sources[0], sources[1] if len(sources) > 1 else None, options)
+        report = validate_dataset(sources[0], sources[1] if len(sources) > 1 else None, options, workers=args.workers)
     except OSError as exc:
         return fail(f"cannot read the dataset: {exc}")
     emit(report.to_json().decode() if args.json else report.summary())

@@ -5,7 +5,8 @@ Usage: .venv/bin/python bench/validation/run.py [--mb 200] [--repeat 5]
 Generates (deterministically, into bench/.work/) an ultrachat_200k-like JSONL file of --mb MiB and
 one of twice that size, then times, each in a fresh subprocess, on the same file in the same run:
 
-  * ours      — ``validate_dataset`` with every check on (the CLI path: no sink)
+  * ours      — ``validate_dataset`` with every check on (the CLI path: no sink), on every core
+  * ours-1    — the same in one process (``workers=1``)
   * ours+sink — the ingest path: also serialises every kept row, hash-splits it and hands it to a sink
   * pandas    — ``pandas.read_json(path, lines=True)``
   * datasets  — ``datasets.load_dataset("json", data_files=path, split="train")`` with a fresh
@@ -115,9 +116,11 @@ def generate(path: Path, mib: int, non_ascii: float = NON_ASCII, seed: int = 202
 def child(tool: str, path: str, cache: str) -> None:
     """Run one tool once; print rows, import seconds, call seconds, peak RSS (KiB)."""
     start = time.perf_counter()
+    workers_kib = 0
     if tool.startswith("ours"):
         sys.path.insert(0, str(ROOT))
         from shared.validation import LocalFile, validate_dataset
+        from shared.validation.parallel import available_cpus
 
         imported = time.perf_counter()
         sent = [0]
@@ -125,9 +128,14 @@ def child(tool: str, path: str, cache: str) -> None:
         def sink(split: str, row: bytes) -> None:
             sent[0] += len(row)
 
-        report = validate_dataset(LocalFile.at(path), sink=sink if tool == "ours+sink" else None)
+        workers = 1 if tool == "ours-1" else None
+        report = validate_dataset(LocalFile.at(path), sink=sink if tool == "ours+sink" else None, workers=workers)
         rows = report.files["train"].rows
         assert report.valid, report.summary()
+        # the worker processes' memory counts too: each one's peak (an upper bound: pages a forked
+        # worker shares with this process are counted in both)
+        worker_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        workers_kib = (available_cpus() if worker_kib else 0) * worker_kib
     elif tool == "pandas":
         import pandas as pd
 
@@ -142,7 +150,7 @@ def child(tool: str, path: str, cache: str) -> None:
     else:
         raise SystemExit(f"unknown tool {tool}")
     done = time.perf_counter()
-    print(f"{rows} {imported - start:.4f} {done - imported:.4f} {peak_rss_kib()}")
+    print(f"{rows} {imported - start:.4f} {done - imported:.4f} {peak_rss_kib() + workers_kib}")
 
 
 def peak_rss_kib() -> int:
@@ -197,7 +205,7 @@ def main() -> None:
     print(f"data ready in {time.perf_counter() - t:.1f}s: {main_file.name}, {double.name}")
 
     load_before = os.getloadavg()
-    tools = ["ours", "ours+sink", "pandas", "datasets"]
+    tools = ["ours", "ours-1", "ours+sink", "pandas", "datasets"]
     runs: dict[str, list[dict[str, float]]] = {tool: [] for tool in tools}
     big: list[dict[str, float]] = []
     for i in range(args.repeat):
@@ -225,7 +233,8 @@ def results(
     rows = int(runs["ours"][0]["rows"])
     ours = med["ours"]
     labels = {
-        "ours": "ours: `validate_dataset`, every check (CLI path, no sink)",
+        "ours": "ours: `validate_dataset`, every check, one worker process per core (the CLI path, no sink)",
+        "ours-1": "ours in one process (`workers=1`)",
         "ours+sink": "ours + sink: also re-serialise, hash-split, hand each row to a sink (ingest path)",
         "pandas": "`pandas.read_json(path, lines=True)`",
         "datasets": "`datasets.load_dataset('json', ...)`, fresh cache_dir (building the cache included)",
@@ -247,7 +256,8 @@ def results(
         "Page cache warm.",
         "",
         "Each tool runs in a fresh child process. *wall*: the child's whole life (interpreter start, imports, work); "
-        "*import*: importing the tool; *call*: the call alone. Peak RSS: the child's VmHWM. "
+        "*import*: importing the tool; *call*: the call alone. Peak RSS: the child's VmHWM, plus for ours "
+        "each worker process's peak (an upper bound: pages a forked worker shares with its parent count twice). "
         "× ours: the tool's time over ours (higher means we are faster).",
         "",
         "| tool | wall s (best) | import s | call s | MB/s (call) | peak RSS MB | × ours (wall) | × ours (call) |",

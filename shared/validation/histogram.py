@@ -46,6 +46,13 @@ class Histogram:
         self.total += total
         self.maximum = max(self.maximum, maximum)
 
+    def merge(self, other: Histogram) -> None:
+        """Add every value counted by ``other``."""
+        self.exact = [a + b for a, b in zip(self.exact, other.exact, strict=True)]
+        for bucket, n in other.large.items():
+            self.large[bucket] = self.large.get(bucket, 0) + n
+        self.absorb(other.count, other.total, other.maximum)
+
     def quantile(self, q: float) -> int:
         """The nearest-rank quantile (the smallest value with at least ``q`` of the values ≤ it)."""
         if not self.count:

@@ -1,4 +1,4 @@
-"""A table of 64-bit conversation hash → first line it was seen on, compact when it grows.
+"""A table of non-zero 64-bit conversation key → first line it was seen on, compact when it grows.
 
 This is the validator's only per-row memory. Up to ``small`` entries (default 100,000) it is a
 plain ``dict`` — C speed, ~100 bytes an entry, so at most ~10 MB. Past that it moves into an
@@ -10,9 +10,8 @@ conversations take ~24 MB instead of ~100 MB.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
-_MASK64 = (1 << 64) - 1
 _MAX_LINE = (1 << 32) - 1
 SMALL = 100_000
 
@@ -39,10 +38,11 @@ class LineTable:
     def compact(self) -> bool:
         return self._small is None
 
-    @staticmethod
-    def key(value: int) -> int:
-        """Fold a Python ``hash()`` (signed, may be 0) into a non-zero unsigned 64-bit key."""
-        return (value & _MASK64) or 1
+    def items(self) -> Iterator[tuple[int, int]]:
+        """Every ``(key, first line)``, in no particular order."""
+        if self._small is not None:
+            return iter(self._small.items())
+        return ((key, line) for key, line in zip(self._keys, self._lines, strict=True) if key)
 
     def get(self, key: int) -> int:
         """The line ``key`` was first added with, or 0 if it was never added."""

@@ -138,7 +138,7 @@ def _with_head(chunks: Iterable[bytes], size: int = 4) -> Iterator[bytes]:
     yield from it
 
 
-def _encoding_problem(head: bytes) -> Problem | None:
+def encoding_problem(head: bytes) -> Problem | None:
     for bom, name in _FOREIGN_BOMS.items():
         if head.startswith(bom):
             return Problem(
@@ -165,103 +165,115 @@ def _parse_problem(text: bytes, exc: orjson.JSONDecodeError, offset: int) -> Pro
         )
     pos = min(exc.pos, len(decoded))
     at = offset + len(decoded[:pos].encode())
-    return Problem(
-        "invalid_json", f"invalid JSON at column {pos + 1}: {exc.msg}", column=pos + 1, byte_offset=at
-    )
+    return Problem("invalid_json", f"invalid JSON at column {pos + 1}: {exc.msg}", column=pos + 1, byte_offset=at)
 
 
 # -- JSON Lines ----------------------------------------------------------------------------------
-def jsonl_rows(chunks: Iterable[bytes], max_line: int) -> Iterator[Row]:
-    """Rows of a JSONL file: one JSON value per line; blank lines are skipped (but counted).
+class JsonlRows:
+    """Rows of a JSONL file, or of a byte range of one: one JSON value per line; blank lines are
+    skipped (but counted, in ``lines`` once iteration ends).
 
     Lines are parsed straight from the chunk through memoryview slices (no per-line copy); only a
     line spanning two chunks is joined. A line longer than ``max_line`` is neither parsed nor held:
-    its bytes are skipped up to the next newline. A UTF-8 BOM is skipped; CRLF line ends are fine
-    (orjson treats CR as whitespace).
+    its bytes are skipped up to the next newline. CRLF line ends are fine (orjson treats CR as
+    whitespace). At the start of a file (``at_start``) a UTF-8 BOM is skipped, a UTF-16 one is
+    fatal, and a first line that opens a JSON document gets a hint; a range that starts mid-file
+    (``offset`` > 0, just after a newline) numbers its lines from 1 and leaves those to the start.
     """
-    loads, decode_error = orjson.loads, orjson.JSONDecodeError
-    line_no = 0
-    offset = 0  # file offset of the line being assembled
-    pending: list[bytes] = []  # the start of a line that spans chunks
-    pending_len = 0
-    skipping = False  # inside an over-long line: its bytes are dropped until its newline
-    stream = _with_head(chunks)
-    head = next(stream, b"")
-    if problem := _encoding_problem(head):
-        yield (1, 0, len(head), problem, None)
-        return
-    if head.startswith(_BOM8):
-        head, offset = head[3:], 3
-    for chunk in itertools.chain((head,), stream):
-        find = chunk.find
-        j = find(b"\n")
-        if j < 0:
-            pending_len += len(chunk)
-            if not skipping:
-                if pending_len > max_line:
-                    skipping, pending = True, []
-                else:
-                    pending.append(chunk)
-            continue
-        # the line that began in an earlier chunk (or at this chunk's start)
-        line_no += 1
-        size = pending_len + j
-        if skipping or size > max_line:
-            yield (line_no, offset, size, _too_large(line_no, size, max_line), None)
-        elif size:
-            line = b"".join(pending) + chunk[:j] if pending else chunk[:j]
-            if (row := _one_line(line, line_no, offset)) is not None:
-                yield row
-        offset += size + 1
-        pending, pending_len, skipping = [], 0, False
-        # the lines wholly inside this chunk
-        view = memoryview(chunk)
-        i = j + 1
-        while (j := find(b"\n", i)) >= 0:
+
+    def __init__(self, chunks: Iterable[bytes], max_line: int, offset: int = 0) -> None:
+        self._chunks = chunks
+        self._max_line = max_line
+        self._offset = offset
+        self.lines = 0
+
+    def __iter__(self) -> Iterator[Row]:
+        loads, decode_error = orjson.loads, orjson.JSONDecodeError
+        max_line = self._max_line
+        at_start = self._offset == 0
+        line_no = 0
+        offset = self._offset  # file offset of the line being assembled
+        pending: list[bytes] = []  # the start of a line that spans chunks
+        pending_len = 0
+        skipping = False  # inside an over-long line: its bytes are dropped until its newline
+        stream = _with_head(self._chunks)
+        head = next(stream, b"")
+        if at_start and (problem := encoding_problem(head)):
+            yield (1, 0, len(head), problem, None)
+            return
+        if at_start and head.startswith(_BOM8):
+            head, offset = head[3:], 3
+        for chunk in itertools.chain((head,), stream):
+            find = chunk.find
+            j = find(b"\n")
+            if j < 0:
+                pending_len += len(chunk)
+                if not skipping:
+                    if pending_len > max_line:
+                        skipping, pending = True, []
+                    else:
+                        pending.append(chunk)
+                continue
+            # the line that began in an earlier chunk (or at this chunk's start)
             line_no += 1
-            size = j - i
-            if size > max_line:
-                yield (line_no, offset, size, _too_large(line_no, size, max_line), None)
-            else:
-                try:
-                    yield (line_no, offset, size, loads(view[i:j]), None)
-                except decode_error as exc:
-                    line = chunk[i:j]
-                    if line.strip():
-                        yield (line_no, offset, size, _line_problem(line, exc, offset, line_no), None)
+            size = pending_len + j
+            if skipping or size > max_line:
+                yield (line_no, offset, size, _too_large(size, max_line), None)
+            elif size:
+                line = b"".join(pending) + chunk[:j] if pending else chunk[:j]
+                if (row := _one_line(line, line_no, offset, at_start)) is not None:
+                    yield row
             offset += size + 1
+            pending, pending_len, skipping = [], 0, False
+            # the lines wholly inside this chunk
+            view = memoryview(chunk)
             i = j + 1
-        if i < len(chunk):
-            pending_len = len(chunk) - i
-            if pending_len > max_line:
-                skipping = True
-            else:
-                pending.append(chunk[i:])
-    if pending_len:
-        line_no += 1
-        if skipping:
-            yield (line_no, offset, pending_len, _too_large(line_no, pending_len, max_line), None)
-        elif (row := _one_line(b"".join(pending), line_no, offset)) is not None:
-            yield row
+            while (j := find(b"\n", i)) >= 0:
+                line_no += 1
+                size = j - i
+                if size > max_line:
+                    yield (line_no, offset, size, _too_large(size, max_line), None)
+                else:
+                    try:
+                        yield (line_no, offset, size, loads(view[i:j]), None)
+                    except decode_error as exc:
+                        line = chunk[i:j]
+                        if line.strip():
+                            yield (line_no, offset, size, _line_problem(line, exc, offset, line_no, at_start), None)
+                offset += size + 1
+                i = j + 1
+            if i < len(chunk):
+                pending_len = len(chunk) - i
+                if pending_len > max_line:
+                    skipping = True
+                else:
+                    pending.append(chunk[i:])
+        if pending_len:
+            line_no += 1
+            if skipping:
+                yield (line_no, offset, pending_len, _too_large(pending_len, max_line), None)
+            elif (row := _one_line(b"".join(pending), line_no, offset, at_start)) is not None:
+                yield row
+        self.lines = line_no
 
 
-def _one_line(line: bytes, line_no: int, offset: int) -> Row | None:
+def _one_line(line: bytes, line_no: int, offset: int, at_start: bool) -> Row | None:
     """A line assembled across chunks; None when it is blank."""
     try:
         return (line_no, offset, len(line), orjson.loads(line), None)
     except orjson.JSONDecodeError as exc:
         if not line.strip():
             return None
-        return (line_no, offset, len(line), _line_problem(line, exc, offset, line_no), None)
+        return (line_no, offset, len(line), _line_problem(line, exc, offset, line_no, at_start), None)
 
 
-def _too_large(line: int, size: int, limit: int, unit: str = "line") -> Problem:
-    return Problem("row_too_large", f"{unit} {line:,} is {mib(size)}, over the {mib(limit)} row limit; it was skipped")
+def _too_large(size: int, limit: int, unit: str = "the line") -> Problem:
+    return Problem("row_too_large", f"{unit} is {mib(size)}, over the {mib(limit)} row limit; it was skipped")
 
 
-def _line_problem(line: bytes, exc: orjson.JSONDecodeError, offset: int, line_no: int) -> Problem:
+def _line_problem(line: bytes, exc: orjson.JSONDecodeError, offset: int, line_no: int, at_start: bool) -> Problem:
     problem = _parse_problem(line, exc, offset)
-    if line_no == 1 and line.strip() in (b"[", b"{"):
+    if at_start and line_no == 1 and line.strip() in (b"[", b"{"):
         return Problem(
             problem.code,
             problem.message + " — this looks like one JSON document, not JSON Lines (one object per line): "
@@ -429,7 +441,7 @@ class _JsonArray:
         if not self._more():
             yield self._fatal("not_a_json_array", "the file is empty: expected a JSON array of conversations")
             return
-        if problem := _encoding_problem(self.buf):
+        if problem := encoding_problem(self.buf):
             yield (1, 0, 0, problem, None)
             return
         c = self._skip_ws()
@@ -541,7 +553,7 @@ class _JsonArray:
             self._previous_close = end - 1
         self.pos = end
         if len(text) > self._max_line:
-            yield (self.row, start, len(text), _too_large(self.row, len(text), self._max_line, "row"), None)
+            yield (self.row, start, len(text), _too_large(len(text), self._max_line, "the row"), None)
             return
         try:
             yield (self.row, start, len(text), orjson.loads(text), None)
@@ -562,7 +574,7 @@ class _JsonArray:
                 return
         self.pos = end
         size = self.base + end - start
-        yield (self.row, start, size, _too_large(self.row, size, self._max_line, "row"), None)
+        yield (self.row, start, size, _too_large(size, self._max_line, "the row"), None)
 
 
 # -- Parquet -------------------------------------------------------------------------------------
@@ -689,7 +701,7 @@ def parquet_rows(file: HashingFile, max_line: int, batch_size: int = 128) -> Ite
                     yield (row, None, 0, problem, None)
                     continue
                 if len(dumped) > max_line:
-                    yield (row, None, len(dumped), _too_large(row, len(dumped), max_line, "row (as JSON)"), None)
+                    yield (row, None, len(dumped), _too_large(len(dumped), max_line, "the row (as JSON)"), None)
                 else:
                     yield (row, None, len(dumped), value, dumped)
     except pa.ArrowException as exc:

@@ -11,8 +11,10 @@ Hot path: this runs once per row. A well-formed row takes a fast path made of C-
 sequence and cached, the UTF-8 length of an ASCII string is its ``len`` (``isascii`` is O(1)),
 reserved tokens are looked for only after a one-character ``in`` (memchr) on their first
 characters. Anything unusual falls through to ``diagnose``, the message-by-message loop that
-names every problem. The conversation hash is Python's ``hash`` of the roles and contents —
-64 bits, used only within one run for duplicate and overlap detection.
+names every problem. The conversation key is XXH3-64 of the ``messages`` list as compact JSON
+(roles, contents and any other message keys, in their order): the same in every process, so
+rows checked in worker processes compare with each other, and about as cheap as Python's own
+``hash`` of the strings. It is used only for duplicate and overlap detection.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from itertools import repeat
 from typing import Any
+
+import orjson
+import xxhash
 
 MESSAGE_OVERHEAD = 4
 KNOWN_KEYS = frozenset({"messages", "prompt", "prompt_id"})
@@ -33,7 +38,7 @@ Facts = tuple[
     int,  # estimated tokens
     int,  # assistant tokens
     bool,  # has a system prompt
-    int,  # conversation hash
+    int,  # conversation key (non-zero)
     "list[str] | None",  # keys other than messages/prompt/prompt_id
 ]
 
@@ -86,6 +91,7 @@ def make_checker(reserved_tokens: tuple[str, ...], max_seq_length: int) -> Calla
     first_chars = tuple(sorted({t[0] for t in reserved}))
     first_char = first_chars[0] if len(first_chars) == 1 else ""  # the common case: one memchr per message
     known_keys = KNOWN_KEYS
+    digest, dumps = xxhash.xxh3_64_intdigest, orjson.dumps
     turn_orders: dict[tuple[Any, ...], int] = {}  # role sequence → first assistant index (or -1)
     isspace, contains = str.isspace, str.__contains__
 
@@ -134,7 +140,7 @@ def make_checker(reserved_tokens: tuple[str, ...], max_seq_length: int) -> Calla
                     total,
                     sum(costs[first::2]),
                     roles[0] == "system",
-                    hash((roles, tuple(contents))),
+                    digest(dumps(messages, default=repr)) or 1,
                     unknown,
                 )
         return diagnose(row, messages)
@@ -252,8 +258,7 @@ def make_checker(reserved_tokens: tuple[str, ...], max_seq_length: int) -> Calla
         if problems is not None:
             return (problems, len(messages), tokens, assistant_tokens, False, 0, None)
         unknown = None if row.keys() <= known_keys else [k for k in row if k not in known_keys]
-        roles = tuple([m["role"] for m in messages])
-        key = hash((roles, tuple([m["content"] for m in messages])))
-        return (None, len(messages), tokens, assistant_tokens, roles[0] == "system", key, unknown)
+        key = digest(dumps(messages, default=repr)) or 1
+        return (None, len(messages), tokens, assistant_tokens, messages[0]["role"] == "system", key, unknown)
 
     return check

@@ -8,77 +8,36 @@ and, when given, the test file. Everything else (token histogram, counters, at m
 
 from __future__ import annotations
 
-import hashlib
+import heapq
 import io
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import IO
 
-import orjson
-
-from shared.validation.codes import CODES
-from shared.validation.histogram import EXACT, Histogram
+from shared.validation.histogram import Histogram
 from shared.validation.linetable import LineTable
-from shared.validation.options import DatasetSource, RowSink, Split, ValidationOptions
-from shared.validation.readers import Chunks, HashingFile, Problem, Row, json_rows, jsonl_rows, mib, parquet_rows
-from shared.validation.report import (
-    Dropped,
-    DroppedRow,
-    FileStats,
-    Issue,
-    IssueGroup,
-    TokenStats,
-    ValidationReport,
+from shared.validation.options import DatasetSource, LocalFile, RowSink, Split, ValidationOptions
+from shared.validation.parallel import available_cpus, plan, scan_in_parallel
+from shared.validation.readers import (
+    Chunks,
+    HashingFile,
+    JsonlRows,
+    Row,
+    encoding_problem,
+    json_rows,
+    mib,
+    parquet_rows,
 )
+from shared.validation.report import Dropped, DroppedRow, FileStats, Issue, TokenStats, ValidationReport
 from shared.validation.rows import make_checker
-
-_TWO_64 = float(2**64)
-_MASK64 = (1 << 64) - 1
-
-
-class _Groups:
-    """Problems grouped by code: a count, the first few examples, optional per-name counts."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.counts: dict[str, int] = {}
-        self.examples: dict[str, list[Issue]] = {}
-        self.detail: dict[str, dict[str, int]] = {}
-
-    def add(self, code: str, file: Split | None, message: str, **where: int | None) -> None:
-        count = self.counts.get(code, 0) + 1
-        self.counts[code] = count
-        if count <= self.limit:
-            self.examples.setdefault(code, []).append(Issue(code, message, file, **where))
-
-    def count(self, code: str, n: int = 1) -> None:
-        self.counts[code] = self.counts.get(code, 0) + n
-
-    def note(self, code: str, name: str, cap: int = 50) -> None:
-        names = self.detail.setdefault(code, {})
-        if name in names or len(names) < cap:
-            names[name] = names.get(name, 0) + 1
-
-    def build(self) -> dict[str, IssueGroup]:
-        groups = {}
-        for code in sorted(self.counts):
-            meta = CODES[code]
-            groups[code] = IssueGroup(
-                code=code,
-                severity=meta.severity,
-                scope=meta.scope,
-                title=meta.title,
-                count=self.counts[code],
-                examples=tuple(self.examples.get(code, ())),
-                detail=dict(self.detail.get(code, {})),
-            )
-        return groups
+from shared.validation.scan import Groups, Pass, scan
 
 
 class _FileTally:
-    """What one file's pass accumulates."""
+    """One file's passes, merged in order."""
 
     def __init__(self) -> None:
-        self.rows = self.valid = self.invalid = 0
+        self.rows = self.valid = 0
         self.messages_total = 0
         self.messages_min = 0
         self.messages_max = 0
@@ -88,12 +47,13 @@ class _FileTally:
 
 
 class _Validation:
-    def __init__(self, options: ValidationOptions, sink: RowSink | None, hash_split: bool) -> None:
+    def __init__(self, options: ValidationOptions, sink: RowSink | None, hash_split: bool, workers: int) -> None:
         self.options = options
         self.sink = sink
         self.hash_split = hash_split
-        self.errors = _Groups(options.max_examples_per_code)
-        self.warnings = _Groups(options.max_examples_per_code)
+        self.workers = workers
+        self.errors = Groups(options.max_examples_per_code)
+        self.warnings = Groups(options.max_examples_per_code)
         self.dropped: list[DroppedRow] = []
         self.dropped_count = 0
         self.files: dict[Split, FileStats] = {}
@@ -105,6 +65,7 @@ class _Validation:
     def file(self, split: Split, source: DatasetSource) -> None:
         options = self.options
         tally = _FileTally()
+        unit = "line" if source.fmt == "jsonl" else "row"
         stream = source.open()
         size = _size_if_known(stream)
         sha, read = "", 0  # no digest for a file refused before it is read
@@ -113,6 +74,15 @@ class _Validation:
                 self._too_large(split, size)
                 tally.fatal = True
                 read = size
+            elif (ranges := self._ranges(source, size, stream)) and isinstance(source, LocalFile):
+                stream.close()
+                train = self.tables.get("train") if split == "test" else None
+                passes, sha = scan_in_parallel(source, split, ranges, options=options, train=train)
+                shift = 0
+                for part in passes:
+                    self._merge(split, part, shift, tally, unit)
+                    shift += part.lines
+                read = ranges[-1][1]
             elif source.fmt == "parquet":
                 if size is None:  # Parquet needs to seek
                     stream, size = _spool(stream, options.max_file_bytes)
@@ -122,21 +92,29 @@ class _Validation:
                     read = size
                 else:
                     hashing = HashingFile(stream, size)
-                    self._consume(split, parquet_rows(hashing, options.max_line_bytes), tally, "row")
+                    self._merge(
+                        split, self._scan(split, parquet_rows(hashing, options.max_line_bytes), unit), 0, tally, unit
+                    )
                     sha, read = hashing.finish(), size
             else:
                 chunks = Chunks(stream, options.max_file_bytes)
                 try:
-                    reader = jsonl_rows if source.fmt == "jsonl" else json_rows
-                    unit = "line" if source.fmt == "jsonl" else "row"
-                    self._consume(split, reader(chunks, options.max_line_bytes), tally, unit)
+                    if source.fmt == "jsonl":
+                        self._merge(
+                            split,
+                            self._scan(split, iter(JsonlRows(chunks, options.max_line_bytes)), unit),
+                            0,
+                            tally,
+                            unit,
+                        )
+                    else:
+                        self._merge(
+                            split, self._scan(split, json_rows(chunks, options.max_line_bytes), unit), 0, tally, unit
+                        )
                     chunks.drain()  # after a fatal error: the digest still covers the whole file
                 finally:
                     chunks.close()
-                sha, read = chunks.sha256, chunks.bytes_read
-                if chunks.too_large:
-                    self._too_large(split, None)
-                    tally.fatal = True
+                sha, read = self._digest(split, chunks, tally)
         finally:
             stream.close()
         t = tally.tokens
@@ -148,7 +126,7 @@ class _Validation:
             complete=not tally.fatal,
             rows=tally.rows,
             valid_rows=tally.valid,
-            invalid_rows=tally.invalid,
+            invalid_rows=tally.rows - tally.valid,
             messages_mean=round(tally.messages_total / tally.valid, 3) if tally.valid else 0.0,
             messages_min=tally.messages_min,
             messages_max=tally.messages_max,
@@ -161,113 +139,92 @@ class _Validation:
             ),
         )
 
+    def _ranges(self, source: DatasetSource, size: int | None, stream: IO[bytes]) -> list[tuple[int, int]]:
+        """Worker ranges for a big local JSONL file checked without a sink (the sink wants rows in
+        order, in this process); [] means one pass here. A file that does not start as UTF-8
+        JSONL (a UTF-16 byte-order mark) gets one pass too, which reports it."""
+        if self.workers < 2 or self.sink is not None or source.fmt != "jsonl" or size is None:
+            return []
+        if not isinstance(source, LocalFile):
+            return []
+        head = stream.read(4)
+        stream.seek(0)
+        if encoding_problem(head):
+            return []
+        return plan(source, size, self.workers)
+
+    def _scan(self, split: Split, rows: Iterator[Row], unit: str) -> Pass:
+        train = self.tables.get("train") if split == "test" else None
+        return scan(
+            rows,
+            split,
+            options=self.options,
+            check=self.check,
+            train=train,
+            sink=self.sink,
+            hash_split=self.hash_split,
+            unit=unit,
+        )
+
+    def _digest(self, split: Split, chunks: Chunks, tally: _FileTally) -> tuple[str, int]:
+        if chunks.too_large:
+            self._too_large(split, None)
+            tally.fatal = True
+        return chunks.sha256, chunks.bytes_read
+
+    def _merge(self, split: Split, part: Pass, shift: int, tally: _FileTally, unit: str) -> None:
+        """Add the next pass of ``split`` (in file order), its lines moved down by ``shift``."""
+        tally.rows += part.rows
+        tally.valid += part.valid
+        tally.messages_total += part.messages_total
+        tally.assistant_tokens += part.assistant_tokens
+        tally.fatal = tally.fatal or part.fatal
+        tally.tokens.merge(part.tokens)
+        if part.valid:
+            first_valid = tally.valid == part.valid
+            tally.messages_min = part.messages_min if first_valid else min(tally.messages_min, part.messages_min)
+            tally.messages_max = max(tally.messages_max, part.messages_max)
+        self.errors.absorb(part.errors, shift)
+        self.warnings.absorb(part.warnings, shift)
+        if part.no_system:
+            self.warnings.count("no_system_prompt", part.no_system)
+        for row in part.dropped[: max(0, self.options.max_examples_per_code - len(self.dropped))]:
+            self.dropped.append(replace(row, line=row.line + shift))
+        self.dropped_count += part.dropped_count
+        for target, n in part.split_counts.items():
+            self.split_counts[target] += n
+        self._merge_repeats(split, part, shift, unit)
+
+    def _merge_repeats(self, split: Split, part: Pass, shift: int, unit: str) -> None:
+        """Duplicate conversations: repeats within the pass, and first copies in this pass of a
+        conversation an earlier pass already had."""
+        limit = self.options.max_examples_per_code
+        table = self.tables.get(split)
+        if table is None:  # the file's first pass: its table becomes the file's
+            self.tables[split] = part.firsts
+            found = [(line, part.firsts.get(key)) for line, key in part.repeat_examples]
+            crossing = 0
+        else:
+            found = [
+                (line + shift, table.get(key) or part.firsts.get(key) + shift) for line, key in part.repeat_examples
+            ]
+            pairs = ((line + shift, table.add(key, line + shift)) for key, line in part.firsts.items())
+            earlier = [(line, first) for line, first in pairs if first]
+            crossing = len(earlier)
+            found += heapq.nsmallest(limit, earlier)
+        found.sort()
+        for line, first in found[:limit]:
+            self.warnings.add(
+                "duplicate_conversation", split, f"same messages as {unit} {first:,}", line=line, related_line=first
+            )
+        extra = part.repeats + crossing - min(len(found), limit)
+        if extra:
+            self.warnings.count("duplicate_conversation", extra)
+
     def _too_large(self, split: Split, size: int | None) -> None:
         limit = mib(self.options.max_file_bytes)
         how = f"is {mib(size)}" if size is not None else "goes on past the limit (reading stopped there)"
         self.errors.add("file_too_large", split, f"the {split} file {how}; the limit is {limit}")
-
-    def _consume(self, split: Split, rows: Iterator[Row], tally: _FileTally, unit: str) -> None:
-        """The hot loop: every row of one file. Counters are locals, written back at the end."""
-        options = self.options
-        check, warnings = self.check, self.warnings
-        sink, dumps = self.sink, orjson.dumps
-        blake2b = hashlib.blake2b
-        hash_split = self.hash_split and sink is not None
-        test_fraction = options.test_fraction
-        split_counts = self.split_counts
-        max_seq = options.max_seq_length
-        table = self.tables.setdefault(split, LineTable())
-        remember = table.add
-        train_table = self.tables.get("train") if split == "test" else None
-        exact, exact_bound, add_large = tally.tokens.exact, EXACT, tally.tokens.add_large
-        n_rows = n_valid = n_messages_total = n_no_system = tokens_total = tokens_max = assistant_total = 0
-        messages_min, messages_max = 1 << 62, 0
-        for line, _offset, _size, value, dumped in rows:
-            n_rows += 1
-            if type(value) is Problem:
-                if value.fatal:
-                    n_rows -= 1  # the end of a broken file is not a row
-                    tally.fatal = True
-                    self.errors.add(value.code, split, value.message, line=line, byte_offset=value.byte_offset)
-                    break
-                self._invalid(split, line, [(value.code, value.message, None)], value.column, value.byte_offset)
-                continue
-            problems, n_messages, tokens, assistant_tokens, has_system, key, unknown = check(value)
-            if problems is not None:
-                self._invalid(split, line, problems)
-                continue
-            # a valid row: facts, warnings, output
-            n_valid += 1
-            n_messages_total += n_messages
-            messages_min = min(messages_min, n_messages)
-            messages_max = max(messages_max, n_messages)
-            if tokens < exact_bound:
-                exact[tokens] += 1
-            else:
-                add_large(tokens)
-            tokens_total += tokens
-            tokens_max = max(tokens_max, tokens)
-            assistant_total += assistant_tokens
-            if tokens > max_seq:
-                warnings.add(
-                    "exceeds_max_seq_length",
-                    split,
-                    f"≈{tokens:,} tokens, over max_seq_length={max_seq:,}: the end will be truncated",
-                    line=line,
-                )
-            if not has_system:
-                n_no_system += 1
-            if unknown:
-                names = [name if len(name) <= 64 else name[:64] + "…" for name in unknown]
-                warnings.add("unknown_keys", split, f"keys not used for training: {', '.join(names[:10])}", line=line)
-                for name in names:
-                    warnings.note("unknown_keys", name)
-            key = (key & _MASK64) or 1
-            if first := remember(key, line):
-                warnings.add(
-                    "duplicate_conversation", split, f"same messages as {unit} {first:,}", line=line, related_line=first
-                )
-            if train_table is not None and (other := train_table.get(key)):
-                message = f"same messages as train {unit} {other:,}"
-                warnings.add("train_test_overlap", split, message, line=line, related_line=other)
-            if sink is not None:
-                data = dumped if dumped is not None else dumps(value)
-                if hash_split:
-                    h = int.from_bytes(blake2b(data, digest_size=8).digest(), "big")
-                    target: Split = "test" if h / _TWO_64 < test_fraction else "train"
-                else:
-                    target = split
-                sink(target, data)
-                split_counts[target] += 1
-        tally.rows += n_rows
-        tally.valid += n_valid
-        tally.invalid = tally.rows - tally.valid
-        tally.messages_total += n_messages_total
-        tally.assistant_tokens += assistant_total
-        tally.tokens.absorb(n_valid, tokens_total, tokens_max)
-        if n_valid:
-            tally.messages_min, tally.messages_max = messages_min, messages_max
-        if n_no_system:
-            warnings.count("no_system_prompt", n_no_system)
-
-    def _invalid(
-        self,
-        split: Split,
-        line: int,
-        problems: list[tuple[str, str, int | None]],
-        column: int | None = None,
-        byte_offset: int | None = None,
-    ) -> None:
-        for code, message, index in problems:
-            self.errors.add(
-                code, split, message, line=line, column=column, byte_offset=byte_offset, message_index=index
-            )
-        self._drop(split, line, tuple(dict.fromkeys(p[0] for p in problems)))
-
-    def _drop(self, split: Split, line: int, codes: tuple[str, ...]) -> None:
-        self.dropped_count += 1
-        if len(self.dropped) < self.options.max_examples_per_code:
-            self.dropped.append(DroppedRow(split, line, codes))
 
     # -- the verdict ---------------------------------------------------------------------------
     def report(self) -> ValidationReport:
@@ -361,8 +318,12 @@ def validate_dataset(
     test: DatasetSource | None = None,
     options: ValidationOptions = ValidationOptions(),  # noqa: B008  # frozen, safe to share
     sink: RowSink | None = None,
+    workers: int | None = None,
 ) -> ValidationReport:
     """Validate a chat dataset in one streaming pass per file and report on it.
+
+    ``workers``: processes for a large local JSONL file checked without a sink (default: one per
+    available core; 1 keeps everything in this process). The report does not depend on it.
 
     Each kept (valid) row goes to ``sink`` as compact JSON, in input order. Without a ``test``
     file, a row goes to "test" when the first 8 bytes of BLAKE2b(row JSON), read as a big-endian
@@ -373,7 +334,7 @@ def validate_dataset(
     ``max_drop_fraction`` of the rows are invalid, a file cannot be read, or too few examples
     remain. Exceptions from the streams (I/O, a vanished blob) and from the sink propagate.
     """
-    run = _Validation(options, sink, hash_split=test is None)
+    run = _Validation(options, sink, hash_split=test is None, workers=workers or available_cpus())
     run.file("train", train)
     if test is not None:
         run.file("test", test)

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from shared.validation import LocalFile, ValidationOptions, ValidationReport, detect_format, validate_dataset
-from shared.validation.readers import HashingFile, Problem, json_rows, jsonl_rows
+from shared.validation.readers import HashingFile, JsonlRows, Problem, json_rows
 
 
 def conv(i: int, **extra: Any) -> dict[str, Any]:
@@ -132,8 +132,8 @@ def test_pretty_printed_json_in_a_jsonl_file_gets_a_hint(tmp_path: Path) -> None
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 1000])
 def test_jsonl_chunk_boundaries_do_not_matter(size: int) -> None:
     data = b"\xef\xbb\xbf" + jsonl(ROWS[:4]) + b"\n{bad}\r\n" + b"x" * 0 + jsonl(ROWS[4:])
-    whole = parsed(jsonl_rows([data], 10_000))
-    assert parsed(jsonl_rows(pieces(data, size), 10_000)) == whole
+    whole = parsed(JsonlRows([data], 10_000))
+    assert parsed(JsonlRows(pieces(data, size), 10_000)) == whole
     assert [line for line, _o, _v in whole] == [1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14]
 
 
@@ -141,7 +141,7 @@ def test_jsonl_chunk_boundaries_do_not_matter(size: int) -> None:
 def test_jsonl_over_long_line_is_skipped_without_losing_the_next(size: int) -> None:
     long_row = orjson.dumps(conv(99, prompt="p" * 500))
     data = jsonl(ROWS[:2]) + long_row + b"\n" + jsonl(ROWS[2:4]) + long_row  # last one has no newline
-    rows = list(jsonl_rows(pieces(data, size), 300))
+    rows = list(JsonlRows(pieces(data, size), 300))
     kinds = [(line, type(value).__name__) for line, _o, _s, value, _d in rows]
     assert kinds == [(1, "dict"), (2, "dict"), (3, "Problem"), (4, "dict"), (5, "dict"), (6, "Problem")]
     problem = rows[2][3]

@@ -14,22 +14,19 @@ import pytest
 
 from shared.validation import LocalFile, validate_dataset
 from shared.validation.linetable import LineTable
-from shared.validation.readers import Chunks
+from shared.validation.readers import CHUNK, Chunks
 
 
 def test_line_table_dict_then_compact_agree() -> None:
     rng = random.Random(1)
-    keys = [LineTable.key(rng.getrandbits(64) - 2**63) for _ in range(3000)]
+    keys = [rng.getrandbits(64) or 1 for _ in range(3000)]
     small, compact = LineTable(), LineTable(small=100)
     for line, key in enumerate(keys + keys[:500], start=1):
         assert small.add(key, line) == compact.add(key, line)
     assert compact.compact and not small.compact and len(small) == len(compact) == 3000
     assert all(compact.get(k) == small.get(k) == i + 1 for i, k in enumerate(keys))
-    assert compact.add(keys[10], 9999) == 11 and compact.get(LineTable.key(12345)) == 0
-
-
-def test_line_table_keys_are_non_zero_64_bit() -> None:
-    assert LineTable.key(0) == 1 and LineTable.key(-1) == 2**64 - 1 and LineTable.key(5) == 5
+    assert compact.add(keys[10], 9999) == 11 and compact.get(12345) == 0
+    assert sorted(compact.items()) == sorted(small.items()) == sorted((k, i + 1) for i, k in enumerate(keys))
 
 
 def test_chunks_hashes_counts_and_stops_at_the_limit() -> None:
@@ -85,16 +82,19 @@ def _peak(path: Path) -> int:
 
 def test_memory_stays_flat_as_the_file_grows(tmp_path: Path) -> None:
     rng = random.Random(5)
-    block = _rows(1200, rng)  # ~5 MB
     small, large = tmp_path / "small.jsonl", tmp_path / "large.jsonl"
-    small.write_bytes(block)
-    large.write_bytes(block + _rows(1200, rng))
+    small.write_bytes(_rows(1200, rng))  # ~5 MB
+    with large.open("wb") as f:  # ~40 MB
+        for _ in range(8):
+            f.write(_rows(1200, rng))
     peak_small, peak_large = _peak(small), _peak(large)
-    print(f"tracemalloc peak: {peak_small / 1e6:.1f} MB at 5 MB, {peak_large / 1e6:.1f} MB at 10 MB")
-    assert small.stat().st_size > 4_500_000
+    print(f"tracemalloc peak: {peak_small / 1e6:.1f} MB at 5 MB, {peak_large / 1e6:.1f} MB at 40 MB")
+    assert small.stat().st_size > 4_500_000 and large.stat().st_size > 8 * 4_500_000
     assert peak_small < 30 * 1024 * 1024
-    # twice the data: only the duplicate table grows (~100 bytes a row here, while it is a dict)
-    assert peak_large - peak_small < 1_000_000, (peak_small, peak_large)
+    # 8x the data, +35 MB: the duplicate table grows (~100 bytes a row while it is a dict, ~1 MB
+    # here), and how many 2 MiB chunks wait for the hashing thread at the peak depends on timing
+    # (at most its queue's 3)
+    assert peak_large - peak_small < 1_000_000 + 3 * CHUNK, (peak_small, peak_large)
 
 
 def test_a_huge_line_is_never_held(tmp_path: Path) -> None:
