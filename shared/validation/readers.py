@@ -29,6 +29,8 @@ _BOM8 = b"\xef\xbb\xbf"
 _FOREIGN_BOMS = {b"\xff\xfe": "UTF-16 LE", b"\xfe\xff": "UTF-16 BE"}
 
 Row = tuple[int, int | None, int, Any, bytes | None]
+Chunk = bytes | bytearray
+"""A piece of a file as a reader gets it (a worker reads into one reused ``bytearray``)."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ class Chunks:
         return self._sha.hexdigest()
 
 
-def _with_head(chunks: Iterable[bytes], size: int = 4) -> Iterator[bytes]:
+def _with_head(chunks: Iterable[Chunk], size: int = 4) -> Iterator[Chunk]:
     """The same bytes, with the first chunk at least ``size`` long (or the whole stream), so a
     byte-order mark split by a short read is still seen whole."""
     it = iter(chunks)
@@ -138,7 +140,7 @@ def _with_head(chunks: Iterable[bytes], size: int = 4) -> Iterator[bytes]:
     yield from it
 
 
-def encoding_problem(head: bytes) -> Problem | None:
+def encoding_problem(head: Chunk) -> Problem | None:
     for bom, name in _FOREIGN_BOMS.items():
         if head.startswith(bom):
             return Problem(
@@ -150,7 +152,7 @@ def encoding_problem(head: bytes) -> Problem | None:
     return None
 
 
-def _parse_problem(text: bytes, exc: orjson.JSONDecodeError, offset: int) -> Problem:
+def _parse_problem(text: Chunk, exc: orjson.JSONDecodeError, offset: int) -> Problem:
     """Why ``text`` (a JSONL line or a .json element starting at ``offset``) failed to parse."""
     try:
         decoded = text.decode("utf-8")
@@ -181,7 +183,7 @@ class JsonlRows:
     (``offset`` > 0, just after a newline) numbers its lines from 1 and leaves those to the start.
     """
 
-    def __init__(self, chunks: Iterable[bytes], max_line: int, offset: int = 0) -> None:
+    def __init__(self, chunks: Iterable[Chunk], max_line: int, offset: int = 0) -> None:
         self._chunks = chunks
         self._max_line = max_line
         self._offset = offset
@@ -193,7 +195,7 @@ class JsonlRows:
         at_start = self._offset == 0
         line_no = 0
         offset = self._offset  # file offset of the line being assembled
-        pending: list[bytes] = []  # the start of a line that spans chunks
+        pending: list[Chunk] = []  # the start of a line that spans chunks
         pending_len = 0
         skipping = False  # inside an over-long line: its bytes are dropped until its newline
         stream = _with_head(self._chunks)
@@ -257,7 +259,7 @@ class JsonlRows:
         self.lines = line_no
 
 
-def _one_line(line: bytes, line_no: int, offset: int, at_start: bool) -> Row | None:
+def _one_line(line: Chunk, line_no: int, offset: int, at_start: bool) -> Row | None:
     """A line assembled across chunks; None when it is blank."""
     try:
         return (line_no, offset, len(line), orjson.loads(line), None)
@@ -271,7 +273,7 @@ def _too_large(size: int, limit: int, unit: str = "the line") -> Problem:
     return Problem("row_too_large", f"{unit} is {mib(size)}, over the {mib(limit)} row limit; it was skipped")
 
 
-def _line_problem(line: bytes, exc: orjson.JSONDecodeError, offset: int, line_no: int, at_start: bool) -> Problem:
+def _line_problem(line: Chunk, exc: orjson.JSONDecodeError, offset: int, line_no: int, at_start: bool) -> Problem:
     problem = _parse_problem(line, exc, offset)
     if at_start and line_no == 1 and line.strip() in (b"[", b"{"):
         return Problem(

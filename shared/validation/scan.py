@@ -20,7 +20,7 @@ from shared.validation.codes import CODES
 from shared.validation.histogram import EXACT, Histogram
 from shared.validation.linetable import LineTable
 from shared.validation.options import DatasetSource, RowSink, Split, ValidationOptions
-from shared.validation.readers import CHUNK, JsonlRows, Problem, Row
+from shared.validation.readers import CHUNK, Chunk, JsonlRows, Problem, Row
 from shared.validation.report import DroppedRow, Issue, IssueGroup
 from shared.validation.rows import Facts, make_checker
 
@@ -254,9 +254,13 @@ def scan_range(task: RangeTask) -> Pass:
     return result
 
 
-def _range(stream: IO[bytes], size: int) -> Iterator[bytes]:
-    read = stream.read
+def _range(stream: IO[bytes], size: int) -> Iterator[Chunk]:
+    """``size`` bytes in ``CHUNK`` pieces, read into one reused buffer: each piece is valid only
+    until the next is asked for (``JsonlRows`` copies what it keeps). Reusing the buffer spares a
+    fresh 2 MiB allocation per piece, and its page faults (about 7% of a worker's time)."""
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
     left = size
-    while left > 0 and (data := read(min(CHUNK, left))):
-        left -= len(data)
-        yield data
+    while left > 0 and (n := stream.readinto(view[: min(left, CHUNK)])):  # type: ignore[attr-defined]
+        left -= n
+        yield buffer if n == CHUNK else bytes(view[:n])

@@ -21,6 +21,7 @@ from shared.validation import (
     validate_dataset,
     validator,
 )
+from shared.validation.readers import CHUNK
 
 
 def conv(i: int, turns: int = 2, **extra: Any) -> dict[str, Any]:
@@ -193,3 +194,16 @@ def test_cli_workers_option(tmp_path: Path, small_ranges: None, capsys: pytest.C
     assert capsys.readouterr().out == three
     with pytest.raises(SystemExit):
         cli.main(["validate", str(path), "--workers", "0"])
+
+
+def test_ranges_longer_than_a_read_buffer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker reads its range into one reused 2 MiB buffer: lines that span two fills, and
+    errors in both, come out as in one process."""
+    monkeypatch.setattr(parallel, "MIN_RANGE", 1024 * 1024)
+    path = tmp_path / "train.jsonl"
+    lines = messy_lines(4000, seed=11)
+    path.write_bytes(b"\n".join(lines * 8) + b"\n")  # ~5 MB: each range needs several buffer fills
+    assert path.stat().st_size > 2 * 2 * CHUNK
+    many = report(path, workers=2)
+    assert many.to_json() == report(path, workers=1).to_json()
+    assert many.warnings["duplicate_conversation"].count > 7 * 3000  # the later copies
