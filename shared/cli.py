@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 _FORMATS = ".jsonl, .ndjson, .json or .parquet"
 
 
@@ -52,7 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    code: int = handler(args)
+    try:
+        code: int = handler(args)
+    except KeyboardInterrupt:  # worker processes get the same SIGINT and stop with us
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return code
 
 

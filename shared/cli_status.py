@@ -15,13 +15,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
-from shared.cli import EXIT_INVALID, EXIT_OK, fail
+from shared.cli import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, fail
 
 if TYPE_CHECKING:
     from shared.runs import Run, RunStore
     from shared.settings import Settings
 
-EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 TERMINAL = frozenset({"REJECTED", "FAILED", "DEPLOYED", "DEPLOY_FAILED", "RETIRED", "TORN_DOWN"})
 UNSUCCESSFUL = frozenset({"REJECTED", "FAILED", "DEPLOY_FAILED"})
 _CLEAR = "\x1b[H\x1b[2J"

@@ -17,6 +17,7 @@ import hashlib
 import multiprocessing
 import os
 import threading
+from concurrent.futures import ProcessPoolExecutor
 from typing import IO
 
 from shared.validation.linetable import LineTable
@@ -78,12 +79,13 @@ def scan_in_parallel(
     """Each range's pass, in file order, and the SHA-256 of the bytes the ranges cover, which this
     process reads once while the workers run."""
     context = multiprocessing.get_context(start_method())
-    with context.Pool(len(ranges)) as pool:
-        tasks = [RangeTask(source, split, a, b, options, train) for a, b in ranges]
-        pending = pool.map_async(scan_range, tasks)
+    # (an executor, not multiprocessing.Pool: a worker that dies — killed for memory, say — fails
+    # its future with BrokenProcessPool instead of leaving the caller waiting forever)
+    with ProcessPoolExecutor(len(ranges), mp_context=context) as pool:
+        pending = [pool.submit(scan_range, RangeTask(source, split, a, b, options, train)) for a, b in ranges]
         with source.open() as stream:
             sha = _sha256(stream, ranges[-1][1])
-        passes: list[Pass] = pending.get()
+        passes = [future.result() for future in pending]
     return passes, sha
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import heapq
 import io
+import logging
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from typing import IO
 
@@ -31,6 +33,8 @@ from shared.validation.readers import (
 from shared.validation.report import Dropped, DroppedRow, FileStats, Issue, TokenStats, ValidationReport
 from shared.validation.rows import make_checker
 from shared.validation.scan import Groups, Pass, scan
+
+log = logging.getLogger(__name__)
 
 
 class _FileTally:
@@ -74,15 +78,14 @@ class _Validation:
                 self._too_large(split, size)
                 tally.fatal = True
                 read = size
-            elif (ranges := self._ranges(source, size, stream)) and isinstance(source, LocalFile):
+            elif (work := self._ranges(source, size, stream)) is not None:
                 stream.close()
-                train = self.tables.get("train") if split == "test" else None
-                passes, sha = scan_in_parallel(source, split, ranges, options=options, train=train)
-                shift = 0
-                for part in passes:
-                    self._merge(split, part, shift, tally, unit)
-                    shift += part.lines
-                read = ranges[-1][1]
+                try:
+                    sha, read = self._in_parallel(split, *work, tally, unit)
+                except BrokenProcessPool as exc:
+                    log.warning("a validation worker died (%s); validating %s in one process", exc, source.name)
+                    stream = source.open()
+                    sha, read = self._streamed(split, stream, source.fmt, tally, unit)
             elif source.fmt == "parquet":
                 if size is None:  # Parquet needs to seek
                     stream, size = _spool(stream, options.max_file_bytes)
@@ -92,29 +95,11 @@ class _Validation:
                     read = size
                 else:
                     hashing = HashingFile(stream, size)
-                    self._merge(
-                        split, self._scan(split, parquet_rows(hashing, options.max_line_bytes), unit), 0, tally, unit
-                    )
+                    rows = parquet_rows(hashing, options.max_line_bytes)
+                    self._merge(split, self._scan(split, rows, unit), 0, tally, unit)
                     sha, read = hashing.finish(), size
             else:
-                chunks = Chunks(stream, options.max_file_bytes)
-                try:
-                    if source.fmt == "jsonl":
-                        self._merge(
-                            split,
-                            self._scan(split, iter(JsonlRows(chunks, options.max_line_bytes)), unit),
-                            0,
-                            tally,
-                            unit,
-                        )
-                    else:
-                        self._merge(
-                            split, self._scan(split, json_rows(chunks, options.max_line_bytes), unit), 0, tally, unit
-                        )
-                    chunks.drain()  # after a fatal error: the digest still covers the whole file
-                finally:
-                    chunks.close()
-                sha, read = self._digest(split, chunks, tally)
+                sha, read = self._streamed(split, stream, source.fmt, tally, unit)
         finally:
             stream.close()
         t = tally.tokens
@@ -139,19 +124,48 @@ class _Validation:
             ),
         )
 
-    def _ranges(self, source: DatasetSource, size: int | None, stream: IO[bytes]) -> list[tuple[int, int]]:
+    def _ranges(
+        self, source: DatasetSource, size: int | None, stream: IO[bytes]
+    ) -> tuple[LocalFile, list[tuple[int, int]]] | None:
         """Worker ranges for a big local JSONL file checked without a sink (the sink wants rows in
-        order, in this process); [] means one pass here. A file that does not start as UTF-8
+        order, in this process); None means one pass here. A file that does not start as UTF-8
         JSONL (a UTF-16 byte-order mark) gets one pass too, which reports it."""
         if self.workers < 2 or self.sink is not None or source.fmt != "jsonl" or size is None:
-            return []
-        if not isinstance(source, LocalFile):
-            return []
+            return None
+        if not isinstance(source, LocalFile):  # workers open the file themselves
+            return None
         head = stream.read(4)
         stream.seek(0)
         if encoding_problem(head):
-            return []
-        return plan(source, size, self.workers)
+            return None
+        ranges = plan(source, size, self.workers)
+        return (source, ranges) if ranges else None
+
+    def _in_parallel(
+        self, split: Split, source: LocalFile, ranges: list[tuple[int, int]], tally: _FileTally, unit: str
+    ) -> tuple[str, int]:
+        train = self.tables.get("train") if split == "test" else None
+        passes, sha = scan_in_parallel(source, split, ranges, options=self.options, train=train)
+        shift = 0
+        for part in passes:
+            self._merge(split, part, shift, tally, unit)
+            shift += part.lines
+        return sha, ranges[-1][1]
+
+    def _streamed(self, split: Split, stream: IO[bytes], fmt: str, tally: _FileTally, unit: str) -> tuple[str, int]:
+        """A JSONL or .json file read in chunks here, hashed on a helper thread as it goes."""
+        chunks = Chunks(stream, self.options.max_file_bytes)
+        try:
+            max_line = self.options.max_line_bytes
+            rows = iter(JsonlRows(chunks, max_line)) if fmt == "jsonl" else json_rows(chunks, max_line)
+            self._merge(split, self._scan(split, rows, unit), 0, tally, unit)
+            chunks.drain()  # after a fatal error: the digest still covers the whole file
+        finally:
+            chunks.close()
+        if chunks.too_large:
+            self._too_large(split, None)
+            tally.fatal = True
+        return chunks.sha256, chunks.bytes_read
 
     def _scan(self, split: Split, rows: Iterator[Row], unit: str) -> Pass:
         train = self.tables.get("train") if split == "test" else None
@@ -165,12 +179,6 @@ class _Validation:
             hash_split=self.hash_split,
             unit=unit,
         )
-
-    def _digest(self, split: Split, chunks: Chunks, tally: _FileTally) -> tuple[str, int]:
-        if chunks.too_large:
-            self._too_large(split, None)
-            tally.fatal = True
-        return chunks.sha256, chunks.bytes_read
 
     def _merge(self, split: Split, part: Pass, shift: int, tally: _FileTally, unit: str) -> None:
         """Add the next pass of ``split`` (in file order), its lines moved down by ``shift``."""

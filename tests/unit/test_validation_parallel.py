@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import multiprocessing
+import os
 import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +213,71 @@ def test_ranges_longer_than_a_read_buffer(tmp_path: Path, monkeypatch: pytest.Mo
     many = report(path, workers=2)
     assert many.to_json() == report(path, workers=1).to_json()
     assert many.warnings["duplicate_conversation"].count > 7 * 3000  # the later copies
+
+
+def _die(task: object) -> None:
+    os._exit(3)  # a worker killed mid-range (the OOM killer, say)
+
+
+def test_a_dead_worker_means_one_process_not_a_hang(
+    tmp_path: Path, small_ranges: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(b"\n".join(messy_lines(600, seed=3)) + b"\n")
+    monkeypatch.setattr(parallel, "start_method", lambda: "fork")  # the child sees the patched function
+    monkeypatch.setattr(parallel, "scan_range", _die)
+    with caplog.at_level(logging.WARNING):
+        survived = report(path, workers=2)
+    assert "a validation worker died" in caplog.text
+    monkeypatch.undo()
+    assert survived.to_json() == report(path, workers=1).to_json()
+
+
+_SLOW_CLI = """
+import sys, time
+from shared import cli
+from shared.validation import parallel
+parallel.MIN_RANGE = 4096
+real_scan = parallel.scan_range
+def slow_scan(task):
+    time.sleep(30)
+    return real_scan(task)
+def slow_sha(stream, size):
+    print("workers started", flush=True)
+    time.sleep(30)
+parallel.scan_range, parallel._sha256 = slow_scan, slow_sha
+sys.exit(cli.main(["validate", sys.argv[1]]))
+"""
+
+
+def test_ctrl_c_stops_the_workers_and_exits_130(tmp_path: Path) -> None:
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(conv(i)) for i in range(500)) + b"\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_CLI, str(path)],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "workers started\n"
+        time.sleep(0.3)  # the workers are sleeping in their ranges
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole group gets it
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and err.strip().endswith("interrupted"), err
+    deadline = time.monotonic() + 5
+    while (alive := _group_alive(proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
