@@ -9,12 +9,12 @@ repeats within it, and the merge resolves them against the file's table.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import IO
 
 import orjson
+import xxhash
 
 from shared.validation.codes import CODES
 from shared.validation.histogram import EXACT, Histogram
@@ -153,7 +153,7 @@ def scan(
     result = Pass(options.max_examples_per_code)
     warnings, limit = result.warnings, result.limit
     dumps = orjson.dumps
-    blake2b = hashlib.blake2b
+    digest = xxhash.xxh3_64_intdigest
     hash_split = hash_split and sink is not None
     test_fraction = options.test_fraction
     split_counts = result.split_counts
@@ -214,8 +214,7 @@ def scan(
         if sink is not None:
             data = dumped if dumped is not None else dumps(value)
             if hash_split:
-                h = int.from_bytes(blake2b(data, digest_size=8).digest(), "big")
-                target: Split = "test" if h / _TWO_64 < test_fraction else "train"
+                target: Split = "test" if digest(data) / _TWO_64 < test_fraction else "train"
             else:
                 target = split
             sink(target, data)

@@ -334,13 +334,13 @@ def validate_dataset(
     available core; 1 keeps everything in this process). The report does not depend on it.
 
     Each kept (valid) row goes to ``sink`` as compact JSON, in input order. Without a ``test``
-    file, a row goes to "test" when the first 8 bytes of BLAKE2b(row JSON), read as a big-endian
-    integer over 2**64, fall below ``test_fraction`` — the same input always splits the same way.
-    With a test file, train rows go to "train" and test rows to "test". Under ``strict`` any error
-    makes the dataset invalid (the caller then discards what the sink got); under ``drop-invalid``
-    invalid rows are left out, and the dataset is rejected only when more than
-    ``max_drop_fraction`` of the rows are invalid, a file cannot be read, or too few examples
-    remain. Exceptions from the streams (I/O, a vanished blob) and from the sink propagate.
+    file, a row goes to "test" when XXH3-64(row JSON) / 2**64 falls below ``test_fraction`` — the
+    same input always splits the same way. With a test file, train rows go to "train" and test
+    rows to "test". Under ``strict`` any error makes the dataset invalid (the caller then discards
+    what the sink got); under ``drop-invalid`` invalid rows are left out, and the dataset is
+    rejected only when more than ``max_drop_fraction`` of the rows are invalid, a file cannot be
+    read, or too few examples remain. Exceptions from the streams (I/O, a vanished blob) and from
+    the sink propagate.
     """
     run = _Validation(options, sink, hash_split=test is None, workers=workers or available_cpus())
     run.file("train", train)

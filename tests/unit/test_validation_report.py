@@ -13,6 +13,7 @@ from typing import IO, Any, cast
 import numpy as np
 import orjson
 import pytest
+import xxhash
 
 from shared.validation import LocalFile, ValidationOptions, ValidationReport, estimate_tokens, validate_dataset
 from shared.validation.histogram import EXACT, Histogram
@@ -53,8 +54,7 @@ def test_hash_split_is_deterministic_and_follows_the_documented_formula(tmp_path
     again, out_again = run(path, test_fraction=0.1)
     assert out == out_again and first.split == again.split
     for split, row in out:
-        h = int.from_bytes(hashlib.blake2b(row, digest_size=8).digest(), "big")
-        assert split == ("test" if h / 2**64 < 0.1 else "train")
+        assert split == ("test" if xxhash.xxh3_64_intdigest(row) / 2**64 < 0.1 else "train")
     assert first.split is not None and 150 <= first.split["test"] <= 250
     assert [row for _s, row in out] == [orjson.dumps(r) for r in rows]  # input order, compact JSON
 
