@@ -1,6 +1,7 @@
 """Blob Storage access: clients from settings, streaming reads and block-by-block writes.
 
-Datasets are never held whole in memory: reads are ranged (4 MiB at a time, pinned to one ETag),
+Datasets are never held whole in memory: reads are ranged (8 MiB at a time, the next range fetched
+ahead while one is parsed, all pinned to one ETag),
 and prepared files are written as staged blocks that only
 become visible on commit — so an abandoned write leaves nothing behind.
 """
@@ -15,6 +16,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
 
     from shared.settings import Settings
@@ -94,13 +97,19 @@ class SeekableBlob(io.RawIOBase):
     """A read-only, seekable file over ranged blob reads (for Parquet's footer-first layout).
 
     Reads are pinned to one ETag, so a blob replaced mid-read fails instead of mixing versions.
+    Once two ranges in a row are read back to back (a stream, not Parquet's seeks), the next range
+    is fetched on a helper thread while the caller works on this one, so network time and
+    parsing overlap; at most one range is held ahead.
     """
 
-    def __init__(self, blob: BlobClient, size: int, etag: str | None, chunk: int = 4 * 1024 * 1024):
+    def __init__(self, blob: BlobClient, size: int, etag: str | None, chunk: int = 8 * 1024 * 1024):
         super().__init__()
         self._blob, self._size, self._etag, self._chunk = blob, size, etag, chunk
         self._pos = 0
         self._cache_start, self._cache = 0, b""
+        self._ahead: Future[bytes] | None = None
+        self._ahead_at = -1
+        self._pool: ThreadPoolExecutor | None = None
 
     def readable(self) -> bool:
         return True
@@ -122,19 +131,43 @@ class SeekableBlob(io.RawIOBase):
         if want <= 0:
             return 0
         start = self._pos - self._cache_start
-        if not (start >= 0 and start + want <= len(self._cache)):
+        if not (0 <= start < len(self._cache)):
             self._fill(max(want, self._chunk))
             start = 0
-        view[:want] = self._cache[start : start + want]
-        self._pos += want
-        return want
+        got = min(want, len(self._cache) - start)  # a short read is fine: the caller asks again
+        view[:got] = self._cache[start : start + got]
+        self._pos += got
+        return got
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._ahead, self._cache = None, b""
+        super().close()
 
     def _fill(self, length: int) -> None:
+        streaming = self._pos == self._cache_start + len(self._cache) and self._pos > 0
+        if self._ahead is not None and self._ahead_at == self._pos:
+            data = self._ahead.result()  # its error (a replaced blob, say) is this read's error
+        else:
+            data = self._download(self._pos, min(length, self._size - self._pos))
+        self._ahead = None
+        self._cache, self._cache_start = data, self._pos
+        following = self._pos + len(data)
+        if streaming and following < self._size:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="blob-read-ahead")
+            length = min(self._chunk, self._size - following)
+            self._ahead, self._ahead_at = self._pool.submit(self._download, following, length), following
+
+    def _download(self, offset: int, length: int) -> bytes:
         from azure.core import MatchConditions
 
-        length = min(length, self._size - self._pos)
         kwargs: dict[str, Any] = {}
         if self._etag:
             kwargs = {"etag": self._etag, "match_condition": MatchConditions.IfNotModified}
-        self._cache = self._blob.download_blob(offset=self._pos, length=length, **kwargs).readall()
-        self._cache_start = self._pos
+        data: bytes = self._blob.download_blob(offset=offset, length=length, **kwargs).readall()
+        return data

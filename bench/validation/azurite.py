@@ -1,7 +1,7 @@
 """Validation streamed from Blob Storage (Azurite), as ingest reads it, against the same file on disk.
 
 Uploads the benchmark file to a fresh Azurite, then validates it (every check on) in the same run
-from the local file and from the blob (ranged 4 MiB reads pinned to the ETag, the ingest path),
+from the local file and from the blob (ranged 8 MiB reads pinned to the ETag, one read ahead: the ingest path),
 each in its own child process, and reports the ratio and the child's peak RSS.
 
 Usage: .venv/bin/python bench/validation/azurite.py [--mb 200] [--repeat 3]   (writes azurite.md)
