@@ -34,7 +34,8 @@ class Counting:
     """The blob client, counting the ranges downloaded."""
 
     def __init__(self, client: Any) -> None:
-        self.client, self.ranges = client, []
+        self.client = client
+        self.ranges: list[tuple[int, int]] = []
 
     def download_blob(self, offset: int, length: int, **kw: Any) -> Any:
         self.ranges.append((offset, length))
