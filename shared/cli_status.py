@@ -115,11 +115,9 @@ def list_runs(store: RunStore, states: frozenset[str] | None = None, limit: int 
     from azure.core.exceptions import ResourceNotFoundError
 
     try:
-        runs = [r for r in store.list() if states is None or r.state.value in states]
+        return list(store.list(states, limit))
     except ResourceNotFoundError:  # no output container yet: no run has ever been recorded
         return []
-    runs.sort(key=lambda r: r.updated_at, reverse=True)
-    return runs[:limit] if limit else runs
 
 
 def find_run(store: RunStore, ref: str) -> Run:

@@ -58,7 +58,7 @@ class Notifier:
         with self._lock:
             prefix = self.PREFIX + (f"{run_id}/" if run_id else "")
             blocked: set[str] = set()
-            for key in sorted(self._records.keys(prefix)):
+            for key, _ in self._records.entries(prefix):
                 owner = key[len(self.PREFIX):].split("/", 1)[0]
                 if owner in blocked:
                     continue

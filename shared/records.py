@@ -2,8 +2,10 @@
 
 Records are opaque bytes under a key, each version identified by an ETag. ``create`` succeeds only
 when the key is absent and ``replace`` only when the caller holds the current ETag, so concurrent
-writers never lose each other's updates. ``BlobRecordStore`` maps this onto Blob Storage ETags;
-``MemoryRecordStore`` is the same contract in memory for unit tests.
+writers never lose each other's updates. A write may attach a few short ASCII strings (``meta``,
+blob metadata in Blob Storage), written atomically with the bytes and returned by ``entries``
+without reading any record: a listing can filter and sort on them. ``BlobRecordStore`` maps this
+onto Blob Storage ETags; ``MemoryRecordStore`` is the same contract in memory for unit tests.
 """
 
 from __future__ import annotations
@@ -11,32 +13,38 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient, ContentSettings
 
 
+Meta = Mapping[str, str]
+
+
 @dataclass(frozen=True)
 class Record:
     data: bytes
     etag: str
+    meta: Meta = field(default_factory=dict)
 
 
 class RecordStore(Protocol):
     def read(self, key: str) -> Record | None: ...
 
-    def create(self, key: str, data: bytes) -> str | None:
+    def create(self, key: str, data: bytes, meta: Meta | None = None) -> str | None:
         """Write a new record; the new ETag, or None when the key already exists."""
         ...
 
-    def replace(self, key: str, data: bytes, etag: str) -> str | None:
+    def replace(self, key: str, data: bytes, etag: str, meta: Meta | None = None) -> str | None:
         """Overwrite if ``etag`` is still current; the new ETag, or None when it is not."""
         ...
 
-    def keys(self, prefix: str = "") -> Iterator[str]: ...
+    def entries(self, prefix: str = "") -> Iterator[tuple[str, Meta]]:
+        """Each key under ``prefix`` (in key order) with the meta of its last write (one listing, no reads)."""
+        ...
 
     def delete(self, key: str) -> None:
         """Remove a record; removing one that is gone is not an error."""
@@ -52,29 +60,31 @@ class MemoryRecordStore:
     def read(self, key: str) -> Record | None:
         return self._items.get(key)
 
-    def create(self, key: str, data: bytes) -> str | None:
+    def create(self, key: str, data: bytes, meta: Meta | None = None) -> str | None:
         with self._lock:
             if key in self._items:
                 return None
-            return self._put(key, data)
+            return self._put(key, data, meta)
 
-    def replace(self, key: str, data: bytes, etag: str) -> str | None:
+    def replace(self, key: str, data: bytes, etag: str, meta: Meta | None = None) -> str | None:
         with self._lock:
             current = self._items.get(key)
             if current is None or current.etag != etag:
                 return None
-            return self._put(key, data)
+            return self._put(key, data, meta)
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
-        return iter(sorted(k for k in self._items if k.startswith(prefix)))
+    def entries(self, prefix: str = "") -> Iterator[tuple[str, Meta]]:
+        with self._lock:
+            found = sorted((k, r.meta) for k, r in self._items.items() if k.startswith(prefix))
+        return iter(found)
 
     def delete(self, key: str) -> None:
         with self._lock:
             self._items.pop(key, None)
 
-    def _put(self, key: str, data: bytes) -> str:
+    def _put(self, key: str, data: bytes, meta: Meta | None) -> str:
         etag = f'"{next(self._versions)}"'
-        self._items[key] = Record(data, etag)
+        self._items[key] = Record(data, etag, dict(meta or {}))
         return etag
 
 
@@ -92,20 +102,20 @@ class BlobRecordStore:
             data = downloader.readall()
         except ResourceNotFoundError:
             return None
-        return Record(data, downloader.properties.etag)
+        return Record(data, downloader.properties.etag, dict(downloader.properties.metadata or {}))
 
-    def create(self, key: str, data: bytes) -> str | None:
+    def create(self, key: str, data: bytes, meta: Meta | None = None) -> str | None:
         from azure.core.exceptions import ResourceExistsError
 
         try:
             result = self._container.get_blob_client(key).upload_blob(
-                data, overwrite=False, content_settings=_json_content()
+                data, overwrite=False, content_settings=_json_content(), metadata=dict(meta or {})
             )
         except ResourceExistsError:
             return None
         return str(result["etag"])
 
-    def replace(self, key: str, data: bytes, etag: str) -> str | None:
+    def replace(self, key: str, data: bytes, etag: str, meta: Meta | None = None) -> str | None:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
@@ -116,15 +126,15 @@ class BlobRecordStore:
                 etag=etag,
                 match_condition=MatchConditions.IfNotModified,
                 content_settings=_json_content(),
+                metadata=dict(meta or {}),
             )
         except (ResourceModifiedError, ResourceNotFoundError):
             return None
         return str(result["etag"])
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
-        for blob in self._container.list_blobs(name_starts_with=prefix):
-            yield blob.name
-
+    def entries(self, prefix: str = "") -> Iterator[tuple[str, Meta]]:
+        for blob in self._container.list_blobs(name_starts_with=prefix, include=["metadata"]):
+            yield blob.name, dict(blob.metadata or {})
 
     def delete(self, key: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError

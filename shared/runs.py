@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -116,6 +116,19 @@ def run_id_for(content_sha256: str, base_model: str, finetune: Mapping[str, Any]
     return hashlib.sha256(material.encode()).hexdigest()[:20]
 
 
+@dataclass(frozen=True)
+class RunEntry:
+    """A run as a listing sees it (its record's metadata)."""
+
+    run_id: str
+    state: RunState
+    updated_at: str
+
+
+def _meta(run: Run) -> dict[str, str]:
+    return {"state": run.state.value, "updated": run.updated_at}
+
+
 class RunStore:
     """Runs persisted through a ``RecordStore``; every update is a compare-and-swap loop."""
 
@@ -137,17 +150,37 @@ class RunStore:
         record = self._records.read(self._key(run_id))
         return Run.from_json(record.data) if record else None
 
-    def list(self) -> Iterator[Run]:
-        for key in self._records.keys(self.PREFIX):
-            record = self._records.read(key)
-            if record:
-                yield Run.from_json(record.data)
+    def index(self, states: Collection[str] | None = None) -> list[RunEntry]:
+        """Runs in ``states`` (default: all), most recently updated first, from the listing alone:
+        each record carries its state and update time as metadata, so nothing is read (but a record
+        written before that was kept, which is read once here)."""
+        wanted = None if states is None else {RunState(s).value for s in states}
+        found = []
+        for key, meta in self._records.entries(self.PREFIX):
+            state, updated = meta.get("state"), meta.get("updated")
+            if state is None or updated is None:
+                record = self._records.read(key)
+                if record is None:
+                    continue
+                run = Run.from_json(record.data)
+                state, updated = run.state.value, run.updated_at
+            if wanted is None or state in wanted:
+                found.append(RunEntry(key[len(self.PREFIX) : -len(".json")], RunState(state), updated))
+        found.sort(key=lambda e: e.updated_at, reverse=True)
+        return found
+
+    def list(self, states: Collection[str] | None = None, limit: int | None = None) -> Iterator[Run]:
+        """The runs ``index`` names, read one by one (at most ``limit``); a run deleted meanwhile is skipped."""
+        for entry in self.index(states)[:limit]:
+            run = self.get(entry.run_id)
+            if run is not None:
+                yield run
 
     def create(self, run: Run) -> tuple[Run, bool]:
         """Store a new run; when one with this id exists, return it unchanged (and False)."""
         if not run.history:
             run.history.append(Transition(run.state, run.created_at))
-        if self._records.create(self._key(run.run_id), run.to_json()) is not None:
+        if self._records.create(self._key(run.run_id), run.to_json(), _meta(run)) is not None:
             self._notify(run, 0)
             return run, True
         existing = self.get(run.run_id)
@@ -167,7 +200,7 @@ class RunStore:
             if not change(run):
                 return run
             run.updated_at = _now()
-            if self._records.replace(key, run.to_json(), record.etag) is not None:
+            if self._records.replace(key, run.to_json(), record.etag, _meta(run)) is not None:
                 self._notify(run, seen)
                 return run
         raise ConflictError(f"run {run_id}: gave up after {self._retries} concurrent updates", run_id=run_id)

@@ -214,6 +214,6 @@ def _retire_previous(ctx: LifecycleContext, run: Run, endpoint_name: str, keep: 
         log.info("deleting previous deployment %s from %s", name, endpoint_name)
         with azure_errors(f"deleting deployment {name}"):
             ws.online_deployments.begin_delete(name=name, endpoint_name=endpoint_name)
-    for other in ctx.runs.list():
+    for other in ctx.runs.list([RunState.DEPLOYED]):
         if other.run_id != run.run_id and other.endpoint == endpoint_name and other.state == RunState.DEPLOYED:
             ctx.runs.advance(other.run_id, RunState.RETIRED, note=f"replaced by {keep}")

@@ -47,8 +47,8 @@ def reconcile_run(ctx: LifecycleContext, run: Run, resubmit: Callable[[Run], obj
 def reconcile(ctx: LifecycleContext, resubmit: Callable[[Run], object] | None = None) -> Counter[str]:
     """One pass over all runs; a failure on one run is logged and does not stop the others."""
     outcome: Counter[str] = Counter()
-    for run in list(ctx.runs.list()):
-        if run.state in _SETTLED:
+    for run in list(ctx.runs.list(_ACTIVE)):  # settled runs are not even read
+        if run.state in _SETTLED:  # settled since the listing
             continue
         try:
             after = reconcile_run(ctx, run, resubmit)
@@ -62,6 +62,7 @@ def reconcile(ctx: LifecycleContext, resubmit: Callable[[Run], object] | None = 
 
 _SETTLED = frozenset({RunState.REJECTED, RunState.FAILED, RunState.DEPLOYED, RunState.DEPLOY_FAILED,
                       RunState.RETIRED, RunState.TORN_DOWN})
+_ACTIVE = frozenset(RunState) - _SETTLED
 
 
 def _older_than(run: Run, age: timedelta) -> bool:

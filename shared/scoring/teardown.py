@@ -73,7 +73,7 @@ class Teardown:
 
     def _clear_pending_and_forget(self, name: str) -> None:
         records = self.records()
-        for key in list(records.keys(f"{PENDING_PREFIX}{name}/")):
+        for key, _ in list(records.entries(f"{PENDING_PREFIX}{name}/")):
             records.delete(key)
         self.forget(name)
 
@@ -115,7 +115,7 @@ class Teardown:
     def _pending(self, name: str | None) -> list[tuple[str, str]]:
         records = self.records()
         out = []
-        for key in list(records.keys(PENDING_PREFIX + (f"{name}/" if name else ""))):
+        for key, _ in list(records.entries(PENDING_PREFIX + (f"{name}/" if name else ""))):
             record = records.read(key)
             if record is not None:
                 pending = orjson.loads(record.data)
@@ -137,7 +137,7 @@ class Teardown:
     def _tear_down_runs(self, matches: Callable[[Run], bool], note: str) -> list[str]:
         runs = self.runs()
         torn = []
-        for run in list(runs.list()):
+        for run in list(runs.list(TEARDOWN_FROM)):
             if run.state in TEARDOWN_FROM and matches(run):
                 after = runs.advance(run.run_id, RunState.TORN_DOWN, note=note)
                 if after.state == RunState.TORN_DOWN:
@@ -179,7 +179,7 @@ class Teardown:
     def tuneflow_endpoints(self, default: str) -> list[str]:
         """Endpoints tuneflow manages: the configured one and any a live run is on."""
         names = [default]
-        for run in self.runs().list():
+        for run in self.runs().list(TEARDOWN_FROM):
             if run.endpoint and run.endpoint not in names and run.state in TEARDOWN_FROM:
                 names.append(run.endpoint)
         return names

@@ -33,7 +33,7 @@ def test_each_transition_is_one_cloud_event_in_order():
     runs.advance("r1", RunState.SUBMITTED)  # no transition, no event
     assert topic.received == [("tuneflow.run.received", "runs/r1"), ("tuneflow.run.validating", "runs/r1"),
                               ("tuneflow.run.submitted", "runs/r1")]
-    assert not list(records.keys("outbox/"))
+    assert not list(records.entries("outbox/"))
 
 
 def test_a_failing_topic_never_breaks_the_flow_and_catches_up_in_order():
@@ -41,7 +41,7 @@ def test_a_failing_topic_never_breaks_the_flow_and_catches_up_in_order():
     topic.down = True
     runs.advance("r1", RunState.VALIDATING)
     run = runs.advance("r1", RunState.SUBMITTED)
-    assert run.state == RunState.SUBMITTED and len(list(records.keys("outbox/"))) == 2
+    assert run.state == RunState.SUBMITTED and len(list(records.entries("outbox/"))) == 2
     topic.down = False
     assert notifier.flush() == 2
     assert [t for t, _ in topic.received] == ["tuneflow.run.received", "tuneflow.run.validating",
@@ -53,7 +53,7 @@ def test_disabled_without_a_topic():
     notifier = Notifier(Settings.from_env({"TUNEFLOW_STORAGE_CONNECTION": "x"}), records)
     runs = RunStore(records, on_transition=notifier.on_transition)
     runs.create(Run(run_id="r1", state=RunState.RECEIVED, dataset="d", sources=[], base_model="m"))
-    assert not notifier.enabled and not list(records.keys("outbox/"))
+    assert not notifier.enabled and not list(records.entries("outbox/"))
 
 
 def test_a_run_created_with_several_transitions_announces_each():

@@ -65,3 +65,43 @@ def test_run_id_is_deterministic_in_content_settings_and_model():
     assert a != run_id_for("sha2", "Phi-3-mini-4k-instruct", {"params": {"num_train_epochs": 1}})
     assert a != run_id_for("sha", "Phi-4-mini-instruct", {"params": {"num_train_epochs": 1}})
     assert a != run_id_for("sha", "Phi-3-mini-4k-instruct", {"params": {"num_train_epochs": 2}})
+
+
+class CountingReads(MemoryRecordStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    def read(self, key):
+        self.reads.append(key)
+        return super().read(key)
+
+
+def test_listing_filters_and_sorts_on_metadata_and_reads_only_what_it_returns(monkeypatch):
+    records = CountingReads()
+    store = RunStore(records)
+    clock = iter(f"2026-01-01T00:00:{i:02d}+00:00" for i in range(60))
+    monkeypatch.setattr("shared.runs._now", lambda: next(clock))
+    for i in range(10):
+        store.create(new_run(f"run{i}"))
+        store.advance(f"run{i}", RunState.VALIDATING)
+        if i % 2:
+            store.advance(f"run{i}", RunState.REJECTED)
+    records.reads.clear()
+    index = store.index()
+    assert records.reads == []  # the listing alone
+    assert [e.run_id for e in index] == [f"run{i}" for i in reversed(range(10))]  # newest first
+    assert {e.run_id for e in store.index([RunState.REJECTED])} == {"run1", "run3", "run5", "run7", "run9"}
+    newest = list(store.list(["VALIDATING"], limit=2))
+    assert [r.run_id for r in newest] == ["run8", "run6"] and all(r.state == "VALIDATING" for r in newest)
+    assert records.reads == ["runs/run8.json", "runs/run6.json"]
+
+
+def test_records_written_without_metadata_are_still_listed():
+    records = MemoryRecordStore()
+    old = new_run("legacy")
+    records.create("runs/legacy.json", old.to_json())  # as an earlier version wrote it: no meta
+    store = RunStore(records)
+    store.create(new_run("fresh"))
+    assert {e.run_id: e.state for e in store.index()} == {"legacy": "RECEIVED", "fresh": "RECEIVED"}
+    assert [r.run_id for r in store.list(["RECEIVED"]) if r.run_id == "legacy"] == ["legacy"]

@@ -198,13 +198,13 @@ def test_activity_is_recorded_without_a_write_per_call():
     writes = []
 
     class CountingStore(MemoryRecordStore):
-        def create(self, key, data):
+        def create(self, key, data, meta=None):
             writes.append(key)
-            return super().create(key, data)
+            return super().create(key, data, meta)
 
-        def replace(self, key, data, etag):
+        def replace(self, key, data, etag, meta=None):
             writes.append(key)
-            return super().replace(key, data, etag)
+            return super().replace(key, data, etag, meta)
 
     store = CountingStore()
     clock = [datetime(2025, 1, 1, tzinfo=UTC)]
