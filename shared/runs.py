@@ -152,8 +152,8 @@ class RunStore:
 
     def index(self, states: Collection[str] | None = None) -> list[RunEntry]:
         """Runs in ``states`` (default: all), most recently updated first, from the listing alone:
-        each record carries its state and update time as metadata, so nothing is read (but a record
-        written before that was kept, which is read once here)."""
+        each record carries its state and update time as metadata, so no record is read. (A record
+        written before that metadata existed is read here, once.)"""
         wanted = None if states is None else {RunState(s).value for s in states}
         found = []
         for key, meta in self._records.entries(self.PREFIX):

@@ -1,9 +1,8 @@
 """Blob Storage access: clients from settings, streaming reads and block-by-block writes.
 
 Datasets are never held whole in memory: reads are ranged (8 MiB at a time, the next range fetched
-ahead while one is parsed, all pinned to one ETag),
-and prepared files are written as staged blocks that only
-become visible on commit — so an abandoned write leaves nothing behind.
+ahead while one is parsed, all pinned to one ETag), and prepared files are written as staged
+blocks that only become visible on commit — so an abandoned write leaves nothing behind.
 """
 
 from __future__ import annotations
