@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import io
-import os
 import threading
 from typing import TYPE_CHECKING, Any
+
+from shared.rawio import PositionedReader
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -92,7 +92,7 @@ class BlockWriter:
         return str(result["etag"])
 
 
-class SeekableBlob(io.RawIOBase):
+class SeekableBlob(PositionedReader):
     """A read-only, seekable file over ranged blob reads (for Parquet's footer-first layout).
 
     Reads are pinned to one ETag, so a blob replaced mid-read fails instead of mixing versions.
@@ -102,27 +102,12 @@ class SeekableBlob(io.RawIOBase):
     """
 
     def __init__(self, blob: BlobClient, size: int, etag: str | None, chunk: int = 8 * 1024 * 1024):
-        super().__init__()
-        self._blob, self._size, self._etag, self._chunk = blob, size, etag, chunk
-        self._pos = 0
+        super().__init__(size)
+        self._blob, self._etag, self._chunk = blob, etag, chunk
         self._cache_start, self._cache = 0, b""
         self._ahead: Future[bytes] | None = None
         self._ahead_at = -1
         self._pool: ThreadPoolExecutor | None = None
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")

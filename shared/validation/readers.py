@@ -13,7 +13,6 @@ raw bytes (on a helper thread, overlapping with parsing).
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import queue
 import re
@@ -23,6 +22,8 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import orjson
+
+from shared.rawio import PositionedReader
 
 CHUNK = 2 * 1024 * 1024
 _BOM8 = b"\xef\xbb\xbf"
@@ -583,7 +584,7 @@ class _JsonArray:
 _GAP = 64 * 1024
 
 
-class HashingFile(io.RawIOBase):
+class HashingFile(PositionedReader):
     """A seekable stream that SHA-256-hashes the file's bytes in file order as a reader reads them.
 
     Parquet readers jump around (the footer first, then column chunks), so only reads that extend
@@ -593,27 +594,11 @@ class HashingFile(io.RawIOBase):
     """
 
     def __init__(self, raw: IO[bytes], size: int) -> None:
-        super().__init__()
+        super().__init__(size)
         self._raw = raw
-        self._size = size
-        self._pos = 0
         self._hashed = 0
         self.sha256 = hashlib.sha256()
         self.reread = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
