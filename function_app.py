@@ -5,12 +5,12 @@ import azure.functions as func
 from functions.api import bp as api
 from functions.ingest import bp as ingest
 from functions.lifecycle import bp as lifecycle
-from functions.timers_idle import bp as timers_idle
-from functions.webhooks import bp as webhooks
+from functions.queues import bp as queues
+from functions.timers import bp as timers
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(ingest)
 app.register_functions(lifecycle)
 app.register_functions(api)
-app.register_functions(webhooks)
-app.register_functions(timers_idle)
+app.register_functions(queues)
+app.register_functions(timers)

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import azure.functions as func
 
 if TYPE_CHECKING:
-    from shared.api.context import Api
     from shared.api.http import Request, Response
+    from shared.services import Services
 
 bp = func.Blueprint()
 
@@ -37,12 +37,12 @@ def _response(resp: Response) -> func.HttpResponse:
     return func.HttpResponse(body=resp.body, status_code=resp.status, headers=resp.headers)
 
 
-def _sync(req: func.HttpRequest, route: Callable[[Request, Api | None], Response]) -> func.HttpResponse:
+def _sync(req: func.HttpRequest, route: Callable[[Request, Services | None], Response]) -> func.HttpResponse:
     return _response(route(_request(req), None))
 
 
 async def _async(req: func.HttpRequest,
-                 route: Callable[[Request, Api | None], Awaitable[Response]]) -> func.HttpResponse:
+                 route: Callable[[Request, Services | None], Awaitable[Response]]) -> func.HttpResponse:
     return _response(await route(_request(req), None))
 
 
@@ -96,31 +96,31 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.function_name("api_teardown_endpoint")
 @bp.route(route="endpoints/{name}", methods=["DELETE"], auth_level=TEARDOWN_AUTH)
-async def teardown_endpoint(req: func.HttpRequest) -> func.HttpResponse:
+def teardown_endpoint(req: func.HttpRequest) -> func.HttpResponse:
     from shared.api import routes
 
-    return await _async(req, routes.teardown_endpoint)
+    return _sync(req, routes.teardown_endpoint)
 
 
 @bp.function_name("api_teardown_deployment")
 @bp.route(route="endpoints/{name}/deployments/{deployment}", methods=["DELETE"], auth_level=TEARDOWN_AUTH)
-async def teardown_deployment(req: func.HttpRequest) -> func.HttpResponse:
+def teardown_deployment(req: func.HttpRequest) -> func.HttpResponse:
     from shared.api import routes
 
-    return await _async(req, routes.teardown_deployment)
+    return _sync(req, routes.teardown_deployment)
 
 
 @bp.function_name("api_endpoint_status")
 @bp.route(route="endpoints/{name}/status", methods=["GET"])
-async def endpoint_status(req: func.HttpRequest) -> func.HttpResponse:
+def endpoint_status(req: func.HttpRequest) -> func.HttpResponse:
     from shared.api import routes
 
-    return await _async(req, routes.endpoint_status)
+    return _sync(req, routes.endpoint_status)
 
 
 @bp.function_name("api_deployment_status")
 @bp.route(route="endpoints/{name}/deployments/{deployment}/status", methods=["GET"])
-async def deployment_status(req: func.HttpRequest) -> func.HttpResponse:
+def deployment_status(req: func.HttpRequest) -> func.HttpResponse:
     from shared.api import routes
 
-    return await _async(req, routes.deployment_status)
+    return _sync(req, routes.deployment_status)

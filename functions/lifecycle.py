@@ -1,4 +1,4 @@
-"""Blueprint: Azure ML run/model events (Event Grid trigger) and the reconciler (timer)."""
+"""Blueprint: Azure ML run and model events (Event Grid trigger)."""
 
 import azure.functions as func
 
@@ -11,11 +11,3 @@ def lifecycle(event: func.EventGridEvent) -> None:
     from shared.handlers import on_lifecycle_event
 
     on_lifecycle_event(event)
-
-
-@bp.function_name("reconcile")
-@bp.timer_trigger(arg_name="timer", schedule="%TUNEFLOW_RECONCILE_SCHEDULE%", run_on_startup=False)
-def reconcile(timer: func.TimerRequest) -> None:
-    from shared.handlers import on_reconcile_timer
-
-    on_reconcile_timer()

@@ -1,4 +1,5 @@
-"""Event entry points: parse an envelope, route it, and decide between retry and acknowledge.
+"""The non-HTTP entry points (Event Grid, queue, timers): parse the trigger, call the library, and decide
+between retry and acknowledge.
 
 A malformed event or a permanent failure is logged and acknowledged (retrying cannot fix it; a
 permanent failure is recorded on its run). A transient failure is re-raised so the host answers
@@ -12,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from functools import partial
 
+from shared.azureml import tags
 from shared.errors import EventError, TuneflowError
 from shared.events import (
     BLOB_CREATED,
@@ -56,12 +58,12 @@ def on_lifecycle_event(event: EventGridEventLike, svc: Services | None = None) -
         envelope = Envelope.from_function_event(event)
         if envelope.event_type in (RUN_STATUS_CHANGED, RUN_COMPLETED):
             run_event = parse_run_event(envelope)
-            run_id = run_event.run_tags.get("tuneflow.run_id")
-            action: Callable[[], str] = partial(on_run_event, svc.lifecycle, run_event)
+            run_id = run_event.run_tags.get(tags.RUN_ID)
+            action: Callable[[], str] = partial(on_run_event, svc, run_event)
         elif envelope.event_type == MODEL_REGISTERED:
             model_event = parse_model_registered(envelope)
-            run_id = model_event.model_tags.get("tuneflow.run_id")
-            action = partial(on_model_registered, svc.lifecycle, model_event)
+            run_id = model_event.model_tags.get(tags.RUN_ID)
+            action = partial(on_model_registered, svc, model_event)
         else:
             log.info("lifecycle: ignoring %s event %s", envelope.event_type, envelope.id)
             return "ignored"
@@ -86,10 +88,26 @@ def on_reconcile_timer(svc: Services | None = None) -> Counter[str]:
     from shared.lifecycle.reconcile import reconcile
 
     svc = svc or services()
-    outcome = reconcile(svc.lifecycle, resubmit=svc.ingestor.resume)
+    outcome = reconcile(svc, resubmit=svc.ingestor.resume)
     sent = svc.notifier.flush()
     log.info("reconcile: %s; %d queued notifications sent", dict(outcome) or "nothing to do", sent)
     return outcome
+
+
+async def on_score_job(text: str, svc: Services | None = None) -> str:
+    """A message of the score-job queue. Raises on storage trouble, so the host retries the message."""
+    from shared.webhooks.delivery import process_message
+
+    return await process_message(svc or services(), text)
+
+
+def on_idle_timer(svc: Services | None = None) -> list[str]:
+    from shared.endpoints.idle import idle_teardown
+
+    svc = svc or services()
+    torn = idle_teardown(svc.settings, svc.activity, svc.teardown, lambda: svc.runs)
+    log.info("idle teardown: %s", ", ".join(torn) if torn else "nothing idle")
+    return torn
 
 
 def _set_error(run: Run, message: str) -> bool:

@@ -15,13 +15,12 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 
 from shared.chat_templates import reserved_tokens
-from shared.errors import TuneflowError
+from shared.errors import DatasetError, TuneflowError
 from shared.events import BlobCreated
-from shared.runs import Run, RunState, RunStore, Transition, apply, run_id_for
+from shared.runs import Run, RunState, RunStore, Transition, apply, now_iso, run_id_for
 from shared.settings import Settings
 from shared.storage import BlockWriter, SeekableBlob
 from shared.validation import ValidationOptions, ValidationReport, detect_format, validate_dataset
@@ -89,10 +88,6 @@ def finetune_fingerprint(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
 class Ingestor:
     def __init__(
         self,
@@ -109,7 +104,7 @@ class Ingestor:
         self._new_attempt = new_attempt
 
     def handle(self, event: BlobCreated) -> IngestResult:
-        received = _now()
+        received = now_iso()
         s = self._s
         if event.container != s.drop_container:
             return self._ignore(event, f"container {event.container!r} is not the drop container")
@@ -124,8 +119,8 @@ class Ingestor:
         try:
             train = self._source(train_name)
             test = self._source(test_name) if test_name else None
-        except _BlobGone as gone:
-            return self._ignore(event, f"blob {gone} was deleted before it could be read")
+        except DatasetError as gone:
+            return self._ignore(event, str(gone))
         return self._ingest(dataset, train, test, received)
 
     # -- locating the dataset ------------------------------------------------------------------
@@ -153,7 +148,7 @@ class Ingestor:
         try:
             props = blob.get_blob_properties()
         except ResourceNotFoundError:
-            raise _BlobGone(name) from None
+            raise DatasetError(f"blob {name} was deleted before it could be read", blob=name) from None
         fmt = detect_format(name)
         assert fmt is not None
         return BlobSource(name, fmt, blob, int(props.size), str(props.etag))
@@ -163,7 +158,7 @@ class Ingestor:
         from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
         s = self._s
-        started = _now()
+        started = now_iso()
         output = self._blobs.get_container_client(s.output_container)
         attempt = self._new_attempt()
         paths = {split: f"prepared/{attempt}/{split}.jsonl" for split in ("train", "test")}
@@ -238,10 +233,6 @@ class Ingestor:
     def _ignore(self, event: BlobCreated, reason: str) -> IngestResult:
         log.info("ignoring %s/%s (event %s): %s", event.container, event.blob_name, event.event_id, reason)
         return IngestResult("ignored", reason)
-
-
-class _BlobGone(Exception):
-    pass
 
 
 def _stem(filename: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -30,15 +31,16 @@ def event_type(state: str) -> str:
 class Notifier:
     PREFIX = "outbox/"
 
-    def __init__(self, settings: Settings, records: RecordStore, client: Any | None = None) -> None:
+    def __init__(self, settings: Settings, records: RecordStore, publisher: Callable[[], Any] | None = None) -> None:
+        """``publisher`` builds the topic client (an ``EventGridPublisherClient``), on the first event."""
         self._settings = settings
         self._records = records
-        self._client = client
+        self._publisher = publisher
         self._lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
-        return bool(self._settings.eventgrid_topic_endpoint) or self._client is not None
+        return bool(self._settings.eventgrid_topic_endpoint) and self._publisher is not None
 
     def on_transition(self, run: Run, index: int) -> None:
         """RunStore hook for ``run.history[index]``: queue its event, then deliver the run's queue."""
@@ -80,28 +82,5 @@ class Notifier:
 
         event = CloudEvent(source=EVENT_SOURCE, type=payload["type"], subject=payload["subject"],
                            data=payload["data"])
+        assert self._publisher is not None  # enabled
         self._publisher().send([event])
-
-    def _publisher(self) -> Any:
-        if self._client is None:
-            from azure.eventgrid import EventGridPublisherClient
-
-            s = self._settings
-            credential: Any
-            if s.eventgrid_topic_key:
-                from azure.core.credentials import AzureKeyCredential
-
-                credential = AzureKeyCredential(s.eventgrid_topic_key)
-            else:
-                from azure.identity import DefaultAzureCredential
-
-                credential = DefaultAzureCredential()
-            kwargs: dict[str, Any] = {}
-            if s.emulator_connection:
-                from shared.azureml.clients import load_emulator_connection
-
-                ca = load_emulator_connection(s.emulator_connection).get("ca_bundle")
-                if ca:
-                    kwargs["connection_verify"] = ca
-            self._client = EventGridPublisherClient(str(s.eventgrid_topic_endpoint), credential, **kwargs)
-        return self._client

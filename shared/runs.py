@@ -53,10 +53,15 @@ NEXT: Mapping[RunState, frozenset[RunState]] = {
     S.RETIRED: frozenset({S.TORN_DOWN}),
     S.TORN_DOWN: frozenset(),
 }
-_ORDER = {state: i for i, state in enumerate(RunState)}
+# States the reconciler has nothing left to do for (a DEPLOYED run may still be retired or torn down,
+# but by a user or a later run, not by converging); every other state is work in progress.
+SETTLED: frozenset[RunState] = frozenset({S.REJECTED, S.FAILED, S.DEPLOYED, S.DEPLOY_FAILED, S.RETIRED,
+                                          S.TORN_DOWN})
+ACTIVE: frozenset[RunState] = frozenset(RunState) - SETTLED
 
 
-def _now() -> str:
+def now_iso() -> str:
+    """Now, as run records and reports spell it (UTC, milliseconds)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
@@ -86,8 +91,8 @@ class Run:
     endpoint: str | None = None
     deployment: str | None = None
     last_error: str | None = None
-    created_at: str = field(default_factory=_now)
-    updated_at: str = field(default_factory=_now)
+    created_at: str = field(default_factory=now_iso)
+    updated_at: str = field(default_factory=now_iso)
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
@@ -199,7 +204,7 @@ class RunStore:
             seen = len(run.history)
             if not change(run):
                 return run
-            run.updated_at = _now()
+            run.updated_at = now_iso()
             if self._records.replace(key, run.to_json(), record.etag, _meta(run)) is not None:
                 self._notify(run, seen)
                 return run
@@ -237,9 +242,5 @@ def apply(run: Run, state: RunState, note: str | None = None, **changes: Any) ->
         setattr(run, name, value)
     if state != run.state:
         run.state = state
-        run.history.append(Transition(state, _now(), note))
+        run.history.append(Transition(state, now_iso(), note))
 
-
-def is_behind(current: RunState, target: RunState) -> bool:
-    """True when ``target`` is at or before ``current`` in the lifecycle (a stale event)."""
-    return _ORDER[target] <= _ORDER[current]

@@ -1,54 +1,189 @@
-"""The composition root: the objects handlers use, built once per process from settings."""
+"""The composition root: every object a handler uses, wired once per process from settings and connections.
+
+Each part is built on first use (``once``), so a scoring call builds the scorer and never a storage or
+Azure ML SDK client, and an ingest never builds the scoring path. Tests hand in fakes for any part:
+``Services(settings, records=MemoryRecordStore(), control=...)`` (the fakes live in ``tests/support``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cache
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from shared.ingest import Ingestor
-from shared.lifecycle.context import LifecycleContext
-from shared.notify import Notifier
-from shared.records import BlobRecordStore
-from shared.runs import RunStore
+from shared.connections import AzureML, Connections
+from shared.lazy import once, provide
 from shared.settings import Settings, get_settings
-from shared.storage import blob_service, container
+from shared.webhooks.ssrf import Resolver as DnsResolver
+from shared.webhooks.ssrf import system_resolver
 
 if TYPE_CHECKING:
-    from shared.azureml.clients import AzureML
+    from azure.storage.blob import ContainerClient
+
+    from shared.endpoints.activity import Activity
+    from shared.endpoints.control import ControlPlane
+    from shared.endpoints.teardown import Teardown
+    from shared.ingest import Ingestor
+    from shared.notify import Notifier
+    from shared.records import RecordStore
+    from shared.runs import RunStore
+    from shared.scoring.client import Scorer, Sender
+    from shared.scoring.pool import HttpPool, PerLoop
+    from shared.scoring.resolve import EndpointCache, Resolver
+    from shared.webhooks.delivery import Deliverer
+    from shared.webhooks.jobs import JobStore, ScoreQueue
+
+ACTIVITY_FLUSH_S = 60.0
 
 
-@dataclass(frozen=True)
 class Services:
-    settings: Settings
-    runs: RunStore
-    ingestor: Ingestor
-    lifecycle: LifecycleContext
-    notifier: Notifier
+    def __init__(self, settings: Settings, connections: Connections | None = None, *,
+                 dns: DnsResolver = system_resolver, **parts: Any) -> None:
+        self.settings = settings
+        self.connections = connections or Connections(settings)
+        self.dns = dns
+        provide(self, **parts)
+
+    # ------------------------------------------------------------------------------ storage and runs
+
+    def container(self, name: str) -> ContainerClient:
+        from shared.storage import ensure_container
+
+        return ensure_container(self.connections.blob_service(), name)
+
+    @once
+    def records(self) -> RecordStore:
+        from shared.records import BlobRecordStore
+
+        return BlobRecordStore(self.container(self.settings.output_container))
+
+    @once
+    def notifier(self) -> Notifier:
+        from shared.notify import Notifier
+
+        return Notifier(self.settings, self.records, self.connections.eventgrid_publisher)
+
+    @once
+    def runs(self) -> RunStore:
+        from shared.runs import RunStore
+
+        return RunStore(self.records, on_transition=self.notifier.on_transition)
+
+    @once
+    def ingestor(self) -> Ingestor:
+        from shared.azureml.submit import PipelineSubmitter
+        from shared.ingest import Ingestor
+
+        self.container(self.settings.drop_container)
+        self.container(self.settings.output_container)
+        return Ingestor(self.settings, self.connections.blob_service(), self.runs, PipelineSubmitter(self.settings,
+                                                                                                     lambda: self.ml))
+
+    @once
+    def read_test_sample(self) -> Callable[[str], bytes | None]:
+        """Reads the first row of a prepared test split (a ranged read, not the whole file)."""
+        output = self.container(self.settings.output_container)
+
+        def first_row(path: str) -> bytes | None:
+            head = output.download_blob(path, offset=0, length=64 * 1024).readall()
+            return head.split(b"\n", 1)[0] or None
+
+        return first_row
+
+    # ------------------------------------------------------------------------------ Azure ML
+
+    @once
+    def ml(self) -> AzureML:
+        """The azure-ai-ml clients (jobs, models, registry); never on the HTTP path."""
+        return self.connections.ml()
+
+    @once
+    def control(self) -> ControlPlane:
+        from shared.endpoints.control import ControlPlane
+
+        c = self.connections
+        return ControlPlane(lambda: c.target, lambda: c.credential, c.http)
+
+    # ------------------------------------------------------------------------------ endpoints, scoring
+
+    @once
+    def resolver(self) -> Resolver:
+        from shared.scoring.resolve import ControlPlaneResolver
+
+        return ControlPlaneResolver(self.control)
+
+    @once
+    def cache(self) -> EndpointCache:
+        from shared.scoring.resolve import EndpointCache
+
+        return EndpointCache(self.resolver, ttl=self.settings.endpoint_cache_s)
+
+    @once
+    def sender(self) -> PerLoop[Sender]:
+        """The scoring HTTP client, one per event loop (connections stay open across invocations)."""
+        from shared.scoring.pool import PerLoop, new_scoring_client
+
+        return PerLoop(lambda: new_scoring_client(self.connections.tls()))
+
+    @once
+    def scorer(self) -> Scorer:
+        from shared.scoring.client import Scorer
+
+        s = self.settings
+        return Scorer(self.cache, self.sender.get, timeout_s=s.scoring_timeout_s, retries=s.scoring_retries)
+
+    @once
+    def activity(self) -> Activity:
+        from shared.endpoints.activity import Activity
+
+        idle_s = self.settings.idle_teardown_minutes * 60
+        # flushed often enough that an idle check is never misled by more than a quarter of the period
+        every = min(ACTIVITY_FLUSH_S, idle_s / 4) if idle_s > 0 else ACTIVITY_FLUSH_S
+        return Activity(lambda: self.records, flush_every=every)
+
+    @once
+    def teardown(self) -> Teardown:
+        from shared.endpoints.teardown import Teardown
+
+        return Teardown(self.control, lambda: self.runs, lambda: self.records, invalidate=self.cache.invalidate,
+                        forget=self.activity.forget)
+
+    # ------------------------------------------------------------------------------ scoring jobs, webhooks
+
+    @once
+    def jobs(self) -> JobStore:
+        from shared.webhooks.jobs import JobStore
+
+        return JobStore(self.records)
+
+    @once
+    def queue(self) -> ScoreQueue:
+        from shared.webhooks.jobs import ScoreQueue
+
+        return ScoreQueue(lambda: self.connections.queue(self.settings.score_queue))
+
+    @once
+    def webhook_pool(self) -> HttpPool:
+        from shared.scoring.pool import PerLoop
+        from shared.webhooks.delivery import new_webhook_client
+
+        return PerLoop(new_webhook_client)
+
+    @once
+    def deliverer(self) -> Deliverer:
+        from shared.webhooks.delivery import Deliverer
+
+        return Deliverer(self.settings, self.webhook_pool.get, self.dns)
 
 
-def build_services(settings: Settings, clients: AzureML | None = None) -> Services:
-    """Everything handlers need; ``clients`` replaces the Azure ML clients (tests)."""
-    from shared.azureml.clients import azureml
-    from shared.azureml.submit import PipelineSubmitter
-
-    container(settings, settings.drop_container)
-    output = container(settings, settings.output_container)
-    records = BlobRecordStore(output)
-    notifier = Notifier(settings, records)
-    runs = RunStore(records, on_transition=notifier.on_transition)
-    ingestor = Ingestor(settings, blob_service(settings), runs, PipelineSubmitter(settings, clients))
-
-    def read_test_sample(path: str) -> bytes | None:
-        """The first row of a prepared test split (a ranged read, not the whole file)."""
-        head = output.download_blob(path, offset=0, length=64 * 1024).readall()
-        line = head.split(b"\n", 1)[0]
-        return line or None
-
-    lifecycle = LifecycleContext(settings, runs, lambda: clients or azureml(settings), read_test_sample)
-    return Services(settings, runs, ingestor, lifecycle, notifier)
+class _Process:
+    value: Services | None = None
+    lock = threading.Lock()
 
 
-@cache
 def services() -> Services:
-    return build_services(get_settings())
+    """The process-wide services, built from the environment's settings on first use."""
+    with _Process.lock:
+        if _Process.value is None:
+            _Process.value = Services(get_settings())
+        return _Process.value

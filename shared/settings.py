@@ -70,6 +70,10 @@ class Settings:
     subscription_id: str | None = _s("TUNEFLOW_SUBSCRIPTION_ID", "Azure subscription of the workspace.")
     resource_group: str | None = _s("TUNEFLOW_RESOURCE_GROUP", "Resource group of the workspace.")
     workspace: str | None = _s("TUNEFLOW_WORKSPACE", "Azure ML workspace name.")
+    azure_client_id: str | None = _s(
+        "AZURE_CLIENT_ID",
+        "Client id of the app's user-assigned managed identity (empty: system-assigned or your login).",
+    )
     emulator_connection: str | None = _s(
         "TUNEFLOW_EMULATOR_CONNECTION",
         "Path to the local emulator's connection.json; when set, Azure ML calls go to the emulator.",

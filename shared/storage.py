@@ -21,40 +21,34 @@ if TYPE_CHECKING:
 
     from shared.settings import Settings
 
-_clients: dict[tuple[str | None, str | None], BlobServiceClient] = {}
+_ensured: set[str] = set()
 _lock = threading.Lock()
-_ensured: set[tuple[str, str]] = set()
 
 
-def blob_service(settings: Settings) -> BlobServiceClient:
-    """One pooled client per account, reused across invocations."""
-    from azure.storage.blob import BlobServiceClient
-
-    key = (settings.storage_connection, settings.storage_account_url)
-    with _lock:
-        client = _clients.get(key)
-        if client is None:
-            if settings.storage_connection:
-                client = BlobServiceClient.from_connection_string(settings.storage_connection)
-            else:
-                from azure.identity import DefaultAzureCredential
-
-                client = BlobServiceClient(str(settings.storage_account_url), DefaultAzureCredential())
-            _clients[key] = client
-    return client
-
-
-def container(settings: Settings, name: str) -> ContainerClient:
+def ensure_container(service: BlobServiceClient, name: str) -> ContainerClient:
     """A container client; the container is created once per process if missing."""
     from azure.core.exceptions import ResourceExistsError
 
-    client = blob_service(settings).get_container_client(name)
-    marker = (client.url, name)
-    if marker not in _ensured:
+    client = service.get_container_client(name)
+    with _lock:
+        known = client.url in _ensured
+    if not known:
         with contextlib.suppress(ResourceExistsError):
             client.create_container()
-        _ensured.add(marker)
+        with _lock:
+            _ensured.add(client.url)
     return client
+
+
+def blob_service(settings: Settings) -> BlobServiceClient:
+    """The CLI's client (TODO: the CLI builds its own Connections)."""
+    from shared.connections import Connections
+
+    return Connections(settings).blob_service()
+
+
+def container(settings: Settings, name: str) -> ContainerClient:
+    return ensure_container(blob_service(settings), name)
 
 
 class BlockWriter:

@@ -9,13 +9,16 @@ Every error answers with one JSON shape, the one OpenAI clients already parse::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from shared.errors import TuneflowError
+from shared.errors import ApiError, SettingsError, TuneflowError
+
+log = logging.getLogger(__name__)
 
 _TYPES = {
     400: "invalid_request_error",
@@ -57,21 +60,6 @@ def json_response(status: int, data: Any, headers: Mapping[str, str] | None = No
     return Response(status, orjson.dumps(data), {"Content-Type": "application/json", **(headers or {})})
 
 
-class ApiError(TuneflowError):
-    """An error with its HTTP answer: status, a machine-readable code and where the problem is."""
-
-    def __init__(self, status: int, message: str, *, code: str, param: str | None = None,
-                 headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(message, status=status, code=code, param=param)
-        self.status = status
-        self.code = code
-        self.param = param
-        self.headers = dict(headers or {})
-
-    def response(self) -> Response:
-        return error_response(self.status, self.message, code=self.code, param=self.param, headers=self.headers)
-
-
 def error_response(status: int, message: str, *, code: str, param: str | None = None,
                    headers: Mapping[str, str] | None = None) -> Response:
     kind = _TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
@@ -81,3 +69,17 @@ def error_response(status: int, message: str, *, code: str, param: str | None = 
 
 def bad_request(message: str, *, param: str | None = None, code: str = "invalid_value") -> ApiError:
     return ApiError(400, message, code=code, param=param)
+
+
+def http_answer(exc: Exception) -> Response:
+    """The answer to a failed request: status, code, param and headers are attributes of the error's class
+    (``shared.errors``), found along its hierarchy; anything outside the tree is a 500 that leaks nothing."""
+    if not isinstance(exc, TuneflowError):
+        log.exception("unexpected error")
+        return error_response(500, "internal error; see the function's log", code="internal_error")
+    message = exc.message
+    if isinstance(exc, SettingsError):
+        message = f"tuneflow is misconfigured: {message}"
+    if exc.status >= 500:
+        log.log(logging.WARNING if exc.transient else logging.ERROR, "request failed (%s): %s", exc.code, exc)
+    return error_response(exc.status, message, code=exc.code, param=exc.param, headers=exc.headers())

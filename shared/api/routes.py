@@ -1,4 +1,4 @@
-"""The HTTP API's routes as plain functions: ``(Request, Api) -> Response``.
+"""The HTTP API's routes as plain functions: ``(Request, Services) -> Response``.
 
 ``functions/api.py`` only converts ``func.HttpRequest``/``func.HttpResponse``; everything else is here,
 testable without the Functions runtime. Scoring routes are ``async`` (they wait on the network and
@@ -18,69 +18,40 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from shared.api.context import Api, api
-from shared.api.http import ApiError, Request, Response, error_response, json_response
+from shared.api.http import Request, Response, http_answer, json_response
 from shared.api.validation import NAME, ChatCall, chat_call, parse_json, score_call
-from shared.errors import AzureMLError, InputError, SettingsError, TransientError, TuneflowError
+from shared.errors import ApiError, InputError, TransientError
 from shared.runs import Run, RunState
-from shared.scoring.client import ScoringError
-from shared.scoring.endpoints import EndpointInfo
+from shared.scoring.resolve import EndpointInfo
+from shared.services import Services, services
 from shared.webhooks import ssrf
 from shared.webhooks.jobs import ScoreJob, is_job_id
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Handler = Callable[[Request, Api], Response]
-AsyncHandler = Callable[[Request, Api], Awaitable[Response]]
+Handler = Callable[[Request, Services], Response]
+AsyncHandler = Callable[[Request, Services], Awaitable[Response]]
 MODEL_ALIASES = ("tuneflow", "default")
 
 
-# ------------------------------------------------------------------------------------------ errors
-
-
-def _failure(exc: Exception) -> Response:
-    if isinstance(exc, ApiError):
-        return exc.response()
-    if isinstance(exc, ScoringError):
-        headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after is not None else {}
-        return error_response(exc.status, exc.message, code=exc.code, headers=headers)
-    if isinstance(exc, ssrf.CallbackRefused):
-        return error_response(400, exc.message, code="callback_refused", param="callback_url")
-    if isinstance(exc, SettingsError):
-        log.error("misconfigured: %s", exc)
-        return error_response(500, f"tuneflow is misconfigured: {exc.message}", code="misconfigured")
-    if isinstance(exc, TransientError):
-        log.warning("dependency unavailable: %s", exc)
-        return error_response(503, exc.message, code="unavailable", headers={"Retry-After": "5"})
-    if isinstance(exc, AzureMLError):
-        return error_response(502, exc.message, code="azureml_error")
-    if isinstance(exc, InputError):
-        return error_response(400, exc.message, code="invalid_request")
-    if isinstance(exc, TuneflowError):
-        log.error("request failed: %s", exc)
-        return error_response(500, exc.message, code="internal_error")
-    log.exception("unexpected error")
-    return error_response(500, "internal error; see the function's log", code="internal_error")
-
-
-def route(fn: Handler) -> Callable[[Request, Api | None], Response]:
+def route(fn: Handler) -> Callable[[Request, Services | None], Response]:
     @functools.wraps(fn)
-    def wrapper(request: Request, ctx: Api | None = None) -> Response:
+    def wrapper(request: Request, ctx: Services | None = None) -> Response:
         try:
-            return fn(request, ctx or api())
+            return fn(request, ctx or services())
         except Exception as exc:
-            return _failure(exc)
+            return http_answer(exc)
 
     return wrapper
 
 
-def async_route(fn: AsyncHandler) -> Callable[[Request, Api | None], Coroutine[Any, Any, Response]]:
+def async_route(fn: AsyncHandler) -> Callable[[Request, Services | None], Coroutine[Any, Any, Response]]:
     @functools.wraps(fn)
-    async def wrapper(request: Request, ctx: Api | None = None) -> Response:
+    async def wrapper(request: Request, ctx: Services | None = None) -> Response:
         try:
-            return await fn(request, ctx or api())
+            return await fn(request, ctx or services())
         except Exception as exc:
-            return _failure(exc)
+            return http_answer(exc)
 
     return wrapper
 
@@ -103,7 +74,7 @@ def _name(value: str | None, what: str) -> str:
 
 
 @async_route
-async def score(request: Request, ctx: Api) -> Response:
+async def score(request: Request, ctx: Services) -> Response:
     s = ctx.settings
     data = parse_json(request.body, s.max_request_kb * 1024, request.header("content-length"))
     call = score_call(request.body, data)
@@ -117,7 +88,8 @@ async def score(request: Request, ctx: Api) -> Response:
     return json_response(200, body)
 
 
-async def _submit(request: Request, ctx: Api, payload: bytes, callback_url: str, deployment: str | None) -> Response:
+async def _submit(request: Request, ctx: Services, payload: bytes, callback_url: str,
+                  deployment: str | None) -> Response:
     s = ctx.settings
     if not s.webhook_secret:
         raise ApiError(501, "callback_url is not accepted here: webhook callbacks are not configured "
@@ -138,7 +110,7 @@ async def _submit(request: Request, ctx: Api, payload: bytes, callback_url: str,
 
 
 @route
-def score_status(request: Request, ctx: Api) -> Response:
+def score_status(request: Request, ctx: Services) -> Response:
     job_id = request.route_params.get("id", "")
     job = ctx.jobs.get(job_id) if is_job_id(job_id) else None
     if job is None:
@@ -147,7 +119,7 @@ def score_status(request: Request, ctx: Api) -> Response:
 
 
 @async_route
-async def chat_completions(request: Request, ctx: Api) -> Response:
+async def chat_completions(request: Request, ctx: Services) -> Response:
     s = ctx.settings
     call = chat_call(parse_json(request.body, s.max_request_kb * 1024, request.header("content-length")))
     deployment = await _deployment_for_model(ctx, call)
@@ -180,7 +152,7 @@ def _match_model(info: EndpointInfo, model: str) -> tuple[bool, str | None]:
     return (model in names), None
 
 
-async def _deployment_for_model(ctx: Api, call: ChatCall) -> str | None:
+async def _deployment_for_model(ctx: Services, call: ChatCall) -> str | None:
     info = await ctx.scorer.endpoint(ctx.settings.endpoint)
     matched, deployment = _match_model(info, call.model)
     if not matched:  # perhaps deployed after the cache was filled (looked up again at most every few seconds)
@@ -204,7 +176,7 @@ def _brief(run: Run) -> dict[str, Any]:
 
 
 @route
-def list_runs(request: Request, ctx: Api) -> Response:
+def list_runs(request: Request, ctx: Services) -> Response:
     wanted: set[RunState] | None = None
     if request.params.get("state"):
         try:
@@ -222,7 +194,7 @@ def list_runs(request: Request, ctx: Api) -> Response:
 
 
 @route
-def get_run(request: Request, ctx: Api) -> Response:
+def get_run(request: Request, ctx: Services) -> Response:
     run_id = request.route_params.get("id", "")
     try:
         run = ctx.runs.get(run_id)
@@ -234,12 +206,12 @@ def get_run(request: Request, ctx: Api) -> Response:
 
 
 @route
-def health(request: Request, ctx: Api) -> Response:
+def health(request: Request, ctx: Services) -> Response:
     s = ctx.settings
     checks: dict[str, Any] = {}
     healthy = True
     try:
-        ctx.records().read("health/probe.json")
+        ctx.records.read("health/probe.json")
         checks["storage"] = "ok"
     except Exception as exc:
         checks["storage"] = f"unavailable ({type(exc).__name__})"
@@ -257,7 +229,7 @@ def health(request: Request, ctx: Api) -> Response:
 # ------------------------------------------------------------------------------------------ teardown
 
 
-def authorize_teardown(request: Request, ctx: Api) -> None:
+def authorize_teardown(request: Request, ctx: Services) -> None:
     """With TUNEFLOW_TEARDOWN_KEY set the host lets the call through and tuneflow checks that key;
     without it the teardown functions are admin-level and the host has checked the master key."""
     expected = ctx.settings.teardown_key
@@ -271,34 +243,34 @@ def authorize_teardown(request: Request, ctx: Api) -> None:
         raise ApiError(401, "this key does not allow teardown", code="unauthorized")
 
 
-@async_route
-async def teardown_endpoint(request: Request, ctx: Api) -> Response:
+@route
+def teardown_endpoint(request: Request, ctx: Services) -> Response:
     authorize_teardown(request, ctx)
     name = _name(request.route_params.get("name"), "name")
-    outcome = await ctx.teardown.endpoint(name, note=f"teardown requested: DELETE /endpoints/{name}")
+    outcome = ctx.teardown.endpoint(name, note=f"teardown requested: DELETE /endpoints/{name}")
     location = f"{_prefix(request, 'endpoints')}/endpoints/{name}/status"
     return json_response(202, {**outcome, "status_url": location}, {"Location": location})
 
 
-@async_route
-async def teardown_deployment(request: Request, ctx: Api) -> Response:
+@route
+def teardown_deployment(request: Request, ctx: Services) -> Response:
     authorize_teardown(request, ctx)
     name = _name(request.route_params.get("name"), "name")
     deployment = _name(request.route_params.get("deployment"), "deployment")
-    outcome = await ctx.teardown.deployment(name, deployment,
+    outcome = ctx.teardown.deployment(name, deployment,
                                       note=f"teardown requested: DELETE /endpoints/{name}/deployments/{deployment}")
     location = f"{_prefix(request, 'endpoints')}/endpoints/{name}/deployments/{deployment}/status"
     return json_response(202, {**outcome, "status_url": location}, {"Location": location})
 
 
-@async_route
-async def endpoint_status(request: Request, ctx: Api) -> Response:
+@route
+def endpoint_status(request: Request, ctx: Services) -> Response:
     name = _name(request.route_params.get("name"), "name")
-    return json_response(200, await ctx.teardown.endpoint_status(name))
+    return json_response(200, ctx.teardown.endpoint_status(name))
 
 
-@async_route
-async def deployment_status(request: Request, ctx: Api) -> Response:
+@route
+def deployment_status(request: Request, ctx: Services) -> Response:
     name = _name(request.route_params.get("name"), "name")
     deployment = _name(request.route_params.get("deployment"), "deployment")
-    return json_response(200, await ctx.teardown.deployment_status(name, deployment))
+    return json_response(200, ctx.teardown.deployment_status(name, deployment))

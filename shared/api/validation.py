@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-from shared.api.http import ApiError, bad_request
+from shared.api.http import bad_request
+from shared.errors import ApiError
 
 ROLES = ("system", "user", "assistant")
 NAME = re.compile(r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$")

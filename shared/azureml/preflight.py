@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from shared.azureml.enums import text
-from shared.azureml.errors import azure_errors
+from shared.azureml.sdk import azure_errors, text
 from shared.errors import ComputeError, ModelUnavailableError
 from shared.settings import Settings
 

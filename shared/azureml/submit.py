@@ -7,14 +7,16 @@ the proof of an earlier submission: it is looked up and returned, never submitte
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from shared.azureml import params as finetune_params
-from shared.azureml.clients import AzureML, azureml
-from shared.azureml.errors import azure_errors
+from shared.azureml import tags
 from shared.azureml.pipeline import build_pipeline_job, job_name_for
 from shared.azureml.preflight import check_compute, get_base_model, tag_dict
+from shared.azureml.sdk import azure_errors
+from shared.connections import AzureML
 from shared.runs import Run
 from shared.settings import Settings
 
@@ -34,23 +36,21 @@ def datastore_uri(settings: Settings, path: str) -> str:
 
 def run_tags(run: Run) -> dict[str, str]:
     return {
-        "tuneflow.run_id": run.run_id,
-        "tuneflow.dataset": run.dataset,
-        "tuneflow.sha256": run.sha256 or "",
-        "tuneflow.base_model": run.base_model,
+        tags.RUN_ID: run.run_id,
+        tags.DATASET: run.dataset,
+        tags.SHA256: run.sha256 or "",
+        tags.BASE_MODEL: run.base_model,
     }
 
 
 class PipelineSubmitter:
-    def __init__(self, settings: Settings, clients: AzureML | None = None) -> None:
+    def __init__(self, settings: Settings, clients: Callable[[], AzureML]) -> None:
         self._settings = settings
         self._clients = clients
 
     @property
     def clients(self) -> AzureML:
-        if self._clients is None:
-            self._clients = azureml(self._settings)
-        return self._clients
+        return self._clients()
 
     def submit(self, run: Run) -> SubmittedJob:
         if not (run.train_path and run.test_path):

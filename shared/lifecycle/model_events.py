@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from typing import TYPE_CHECKING
 
+from shared.azureml import tags
 from shared.events import ModelRegistered
 from shared.lifecycle import deployment
-from shared.lifecycle.context import LifecycleContext
 from shared.runs import Run, RunState, Transition
 
+if TYPE_CHECKING:
+    from shared.services import Services
+
 log = logging.getLogger(__name__)
-AUTO_DEPLOY_TAG = "tuneflow.auto_deploy"
 
 
-def on_model_registered(ctx: LifecycleContext, event: ModelRegistered) -> str:
+def on_model_registered(ctx: Services, event: ModelRegistered) -> str:
     model = f"{event.model_name}:{event.model_version}"
-    run_id = event.model_tags.get("tuneflow.run_id")
+    run_id = event.model_tags.get(tags.RUN_ID)
     run: Run | None
     if run_id:
         run = ctx.runs.get(run_id)
@@ -25,21 +28,21 @@ def on_model_registered(ctx: LifecycleContext, event: ModelRegistered) -> str:
             return "ignored"
         if run.state == RunState.TRAINED:  # the event overtook our own bookkeeping
             run = ctx.runs.advance(run.run_id, RunState.REGISTERED, model=model)
-    elif event.model_tags.get(AUTO_DEPLOY_TAG, "").lower() == "true":
+    elif event.model_tags.get(tags.AUTO_DEPLOY, "").lower() == "true":
         run = _external_run(ctx, event, model)
     else:
-        log.debug("lifecycle: model %s was not registered by tuneflow and has no %s tag", model, AUTO_DEPLOY_TAG)
+        log.debug("lifecycle: model %s was not registered by tuneflow and has no %s tag", model, tags.AUTO_DEPLOY)
         return "ignored"
     if run.state not in (RunState.REGISTERED, RunState.DEPLOYING):
         return "ignored"
     return deployment.start(ctx, run).state.value
 
 
-def _external_run(ctx: LifecycleContext, event: ModelRegistered, model: str) -> Run:
+def _external_run(ctx: Services, event: ModelRegistered, model: str) -> Run:
     """A run record for a model registered outside tuneflow, so it is deployed and tracked alike."""
     run_id = hashlib.sha256(f"model:{model}".encode()).hexdigest()[:20]
     run = Run(run_id=run_id, state=RunState.REGISTERED, dataset="(registered outside tuneflow)", sources=[],
               base_model=ctx.settings.base_model, model=model)
-    run.history.append(Transition(RunState.REGISTERED, run.created_at, f"{AUTO_DEPLOY_TAG}=true"))
+    run.history.append(Transition(RunState.REGISTERED, run.created_at, f"{tags.AUTO_DEPLOY}=true"))
     stored, _ = ctx.runs.create(run)
     return stored

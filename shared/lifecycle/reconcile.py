@@ -11,19 +11,21 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from shared.azureml.enums import text
-from shared.azureml.errors import azure_errors
+from shared.azureml.sdk import azure_errors, text
 from shared.errors import TuneflowError
 from shared.lifecycle import deployment, registration
-from shared.lifecycle.context import LifecycleContext
-from shared.runs import Run, RunState
+from shared.runs import ACTIVE, SETTLED, Run, RunState
+
+if TYPE_CHECKING:
+    from shared.services import Services
 
 log = logging.getLogger(__name__)
 STALE_VALIDATING = timedelta(minutes=15)  # longer than an ingest invocation can run
 
 
-def reconcile_run(ctx: LifecycleContext, run: Run, resubmit: Callable[[Run], object] | None = None) -> Run:
+def reconcile_run(ctx: Services, run: Run, resubmit: Callable[[Run], object] | None = None) -> Run:
     state = run.state
     if state in (RunState.SUBMITTED, RunState.RUNNING):
         with azure_errors(f"reading job {run.job_name}"):
@@ -44,11 +46,11 @@ def reconcile_run(ctx: LifecycleContext, run: Run, resubmit: Callable[[Run], obj
     return run
 
 
-def reconcile(ctx: LifecycleContext, resubmit: Callable[[Run], object] | None = None) -> Counter[str]:
+def reconcile(ctx: Services, resubmit: Callable[[Run], object] | None = None) -> Counter[str]:
     """One pass over all runs; a failure on one run is logged and does not stop the others."""
     outcome: Counter[str] = Counter()
-    for run in list(ctx.runs.list(_ACTIVE)):  # settled runs are not even read
-        if run.state in _SETTLED:  # settled since the listing
+    for run in list(ctx.runs.list(ACTIVE)):  # settled runs are not even read
+        if run.state in SETTLED:  # settled since the listing
             continue
         try:
             after = reconcile_run(ctx, run, resubmit)
@@ -59,10 +61,6 @@ def reconcile(ctx: LifecycleContext, resubmit: Callable[[Run], object] | None = 
         outcome[after.state.value if after.state != run.state else "unchanged"] += 1
     return outcome
 
-
-_SETTLED = frozenset({RunState.REJECTED, RunState.FAILED, RunState.DEPLOYED, RunState.DEPLOY_FAILED,
-                      RunState.RETIRED, RunState.TORN_DOWN})
-_ACTIVE = frozenset(RunState) - _SETTLED
 
 
 def _older_than(run: Run, age: timedelta) -> bool:

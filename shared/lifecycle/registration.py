@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.azureml.errors import azure_errors
+from shared.azureml import tags
 from shared.azureml.pipeline import TRAINED_MODEL_OUTPUT
+from shared.azureml.sdk import azure_errors
 from shared.events import RunEvent
-from shared.lifecycle.context import LifecycleContext
 from shared.lifecycle.names import model_version_for, run_id_from_job
 from shared.runs import Run, RunState
+
+if TYPE_CHECKING:
+    from shared.services import Services
 
 log = logging.getLogger(__name__)
 RUNNING_STATUSES = frozenset({"Running", "Starting", "Preparing", "Queued", "Provisioning", "Finalizing"})
 FAILED_STATUSES = frozenset({"Failed", "Canceled", "Cancelled", "NotResponding"})
 
 
-def run_for_event(ctx: LifecycleContext, event: RunEvent) -> Run | None:
+def run_for_event(ctx: Services, event: RunEvent) -> Run | None:
     """The tuneflow run whose *parent pipeline* this event is about, else None (with a debug line)."""
-    run_id = event.run_tags.get("tuneflow.run_id") or run_id_from_job(event.run_id)
+    run_id = event.run_tags.get(tags.RUN_ID) or run_id_from_job(event.run_id)
     run = ctx.runs.get(run_id) if run_id else None
     if run is None or run.job_name != event.run_id:
         log.debug("lifecycle: ignoring run event for %s (%s): not a pipeline tuneflow submitted",
@@ -28,7 +31,7 @@ def run_for_event(ctx: LifecycleContext, event: RunEvent) -> Run | None:
     return run
 
 
-def on_run_event(ctx: LifecycleContext, event: RunEvent) -> str:
+def on_run_event(ctx: Services, event: RunEvent) -> str:
     run = run_for_event(ctx, event)
     if run is None:
         return "ignored"
@@ -45,12 +48,12 @@ def on_run_event(ctx: LifecycleContext, event: RunEvent) -> str:
     return "ignored"
 
 
-def fail(ctx: LifecycleContext, run: Run, status: str) -> Run:
+def fail(ctx: Services, run: Run, status: str) -> Run:
     message = f"pipeline job {run.job_name} ended {status}: {job_error(ctx, str(run.job_name))}"
     return ctx.runs.advance(run.run_id, RunState.FAILED, note=message, last_error=message)
 
 
-def job_error(ctx: LifecycleContext, job_name: str) -> str:
+def job_error(ctx: Services, job_name: str) -> str:
     from azure.core.exceptions import ResourceNotFoundError
 
     try:
@@ -75,7 +78,7 @@ def job_metrics(job: Any) -> dict[str, str]:
     return metrics
 
 
-def register(ctx: LifecycleContext, run: Run) -> Run:
+def register(ctx: Services, run: Run) -> Run:
     """Register ``trained_model`` of the run's job as an MLflow model; idempotent by version."""
     from azure.ai.ml.constants import AssetTypes
     from azure.ai.ml.entities import Model
@@ -101,11 +104,11 @@ def register(ctx: LifecycleContext, run: Run) -> Run:
             path=f"azureml://jobs/{run.job_name}/outputs/{TRAINED_MODEL_OUTPUT}",
             description=f"{run.base_model} fine-tuned by tuneflow on {run.dataset}",
             tags={
-                "tuneflow.run_id": run.run_id,
-                "tuneflow.dataset": run.dataset,
-                "tuneflow.sha256": run.sha256 or "",
-                "tuneflow.job_name": str(run.job_name),
-                "tuneflow.base_model": run.base_model,
+                tags.RUN_ID: run.run_id,
+                tags.DATASET: run.dataset,
+                tags.SHA256: run.sha256 or "",
+                tags.JOB_NAME: str(run.job_name),
+                tags.BASE_MODEL: run.base_model,
                 **job_metrics(job),
             },
         )

@@ -22,10 +22,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from shared.errors import TransientError, TuneflowError
-from shared.scoring.endpoints import EndpointCache, EndpointInfo, EndpointNotFound
-from shared.scoring.http1 import Reply, TransportError, TransportTimeout
-from shared.scoring.normalize import UnrecognisedResponse, normalise
+from shared.errors import (
+    EndpointNotFound,
+    ScoringError,
+    TransientError,
+    TransportError,
+    TransportTimeout,
+    TuneflowError,
+    UnrecognisedResponse,
+)
+from shared.scoring.http1 import Reply
+from shared.scoring.normalise import normalise
+from shared.scoring.resolve import EndpointCache, EndpointInfo
 
 if TYPE_CHECKING:
     import httpx
@@ -59,20 +67,6 @@ class HttpxSender:
             raise TransportError(f"{type(exc).__name__} during the exchange") from None
         return Reply(response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content,
                      response.reason_phrase)
-
-
-class ScoringError(TuneflowError):
-    """A scoring call failed; ``status`` is what tuneflow answers."""
-
-    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message, status=status, code=code)
-        self.status = status
-        self.code = code
-        self.retry_after = retry_after
-
-    @property
-    def transient(self) -> bool:  # type: ignore[override]
-        return self.status in (429, 502, 503, 504)
 
 
 @dataclass(frozen=True)

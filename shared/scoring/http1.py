@@ -24,20 +24,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from shared.errors import TransportError, TransportTimeout
+
 HEAD_LIMIT = 64 * 1024
 USER_AGENT = "tuneflow/1"
 
 
-class TransportError(Exception):
-    """The exchange failed (connection refused or reset, malformed response); never carries secrets."""
-
-
-class TransportTimeout(TransportError):
-    """The exchange did not finish within its timeout."""
-
-
-class _Stale(Exception):
-    """A reused connection turned out closed before any response byte arrived."""
+class _Stale(TransportError):
+    """A reused connection turned out closed before any response byte arrived (retried here, never raised on)."""
 
 
 @dataclass(frozen=True)
@@ -158,11 +152,11 @@ class Http1Client:
                 head = await reader.readuntil(b"\r\n\r\n")
             except asyncio.IncompleteReadError as exc:
                 if first and not exc.partial:
-                    raise _Stale() from None
+                    raise _Stale("stale connection") from None
                 raise
             except ConnectionResetError:
                 if first:
-                    raise _Stale() from None
+                    raise _Stale("stale connection") from None
                 raise
             first = False
             status_line, *header_lines = head[:-4].decode("latin-1").split("\r\n")

@@ -1,9 +1,9 @@
 """The pooled HTTP clients, one per process, reused across invocations so connections stay open.
 
 - scoring calls: ``shared.scoring.http1.Http1Client``, a lean keep-alive client (the hot path);
-- ARM calls and webhook deliveries: ``httpx.AsyncClient`` (off the hot path: a few calls per TTL,
-  one per webhook). httpx's pool bookkeeping costs 2-3 ms of CPU per request at 32 concurrent calls,
-  which is why scoring itself does not go through it.
+- webhook deliveries: ``httpx.AsyncClient`` (off the hot path: one per webhook; the control plane has
+  its own synchronous client, ``shared.connections.Connections.http``). httpx's pool bookkeeping costs
+  2-3 ms of CPU per request at 32 concurrent calls, which is why scoring itself does not go through it.
 
 Both are sized for at least 32 concurrent calls. An async client belongs to the event loop it first
 ran on; the Functions worker has one loop, but tests run several, so clients are kept per loop.
@@ -18,10 +18,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
-    import httpx
 
     from shared.scoring.http1 import Http1Client
-    from shared.settings import Settings
 
 T = TypeVar("T")
 
@@ -29,29 +27,6 @@ T = TypeVar("T")
 MAX_CONNECTIONS = 128
 MAX_KEEPALIVE = 64
 CONNECT_TIMEOUT_S = 10.0
-
-
-def tls_verify(settings: Settings) -> ssl.SSLContext | bool:
-    """Trust the local emulator's CA when it is configured; the system's CAs otherwise."""
-    if settings.emulator_connection:
-        from shared.azureml.clients import load_emulator_connection
-
-        ca = load_emulator_connection(settings.emulator_connection).get("ca_bundle")
-        if ca:
-            return ssl.create_default_context(cafile=str(ca))
-    return True
-
-
-def new_client(settings: Settings) -> httpx.AsyncClient:
-    import httpx
-
-    return httpx.AsyncClient(
-        verify=tls_verify(settings),
-        limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_KEEPALIVE,
-                            keepalive_expiry=60),
-        timeout=httpx.Timeout(settings.scoring_timeout_s, connect=CONNECT_TIMEOUT_S),
-        follow_redirects=False,
-    )
 
 
 class PerLoop(Generic[T]):
@@ -78,9 +53,7 @@ class PerLoop(Generic[T]):
 HttpPool = PerLoop["httpx.AsyncClient"]
 
 
-def new_scoring_client(settings: Settings) -> Http1Client:
+def new_scoring_client(tls: ssl.SSLContext) -> Http1Client:
     from shared.scoring.http1 import Http1Client
 
-    verify = tls_verify(settings)
-    context = verify if isinstance(verify, ssl.SSLContext) else ssl.create_default_context()
-    return Http1Client(context, max_connections=MAX_CONNECTIONS, max_idle_per_origin=MAX_KEEPALIVE)
+    return Http1Client(tls, max_connections=MAX_CONNECTIONS, max_idle_per_origin=MAX_KEEPALIVE)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from shared.scoring.client import ScoringError
+from shared.errors import CallbackRefused, ScoringError
 from shared.webhooks import signing, ssrf
 from shared.webhooks.jobs import (
     DELIVERED,
@@ -35,7 +35,7 @@ from shared.webhooks.jobs import (
 if TYPE_CHECKING:
     import httpx
 
-    from shared.api.context import Api
+    from shared.services import Services as Api
     from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class Deliverer:
             target, addresses = await asyncio.to_thread(
                 ssrf.check, job.callback_url, allow_http=s.webhook_allow_http,
                 allow_private=s.webhook_allow_private, resolver=self._resolver)
-        except ssrf.CallbackRefused as exc:
+        except CallbackRefused as exc:
             return False, None, exc.message
         body = event_body(job)
         headers = {**signing.headers(str(s.webhook_secret), job.id, body), "Content-Type": "application/json",

@@ -25,7 +25,6 @@ from shared.records import RecordStore
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
 
-    from shared.settings import Settings
 
 PREFIX = "score-jobs/"
 _ID = re.compile(r"^[0-9a-f]{32}$")
@@ -130,16 +129,16 @@ class JobStore:
 class ScoreQueue:
     """Sends job messages (base64 text, what the Functions queue trigger expects by default)."""
 
-    def __init__(self, settings: Settings, client: Any | None = None) -> None:
-        self._settings = settings
-        self._client = client
-        self._ready = client is not None
+    def __init__(self, client: Callable[[], QueueClient], *, exists: bool = False) -> None:
+        self._factory = client
+        self._client: QueueClient | None = None
+        self._ready = exists
         self._lock = threading.Lock()
 
     def _queue(self) -> QueueClient:
         with self._lock:
             if self._client is None:
-                self._client = queue_client(self._settings, self._settings.score_queue)
+                self._client = self._factory()
             if not self._ready:
                 from azure.core.exceptions import ResourceExistsError
 
@@ -152,18 +151,3 @@ class ScoreQueue:
     def send(self, job_id: str, attempt: int = 1, delay_s: float = 0) -> None:
         body = orjson.dumps({"id": job_id, "attempt": attempt}).decode()
         self._queue().send_message(body, visibility_timeout=int(max(0, min(delay_s, 7 * 24 * 3600))) or None)
-
-
-def queue_client(settings: Settings, name: str) -> QueueClient:
-    from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
-
-    encode, decode = TextBase64EncodePolicy(), TextBase64DecodePolicy()
-    if settings.storage_connection:
-        return QueueClient.from_connection_string(settings.storage_connection, name, message_encode_policy=encode,
-                                                  message_decode_policy=decode)
-    from azure.identity import DefaultAzureCredential
-
-    # the queue service of the account whose blob URL is configured
-    account = str(settings.storage_account_url).rstrip("/").replace(".blob.", ".queue.", 1)
-    return QueueClient(account, name, credential=DefaultAzureCredential(), message_encode_policy=encode,
-                       message_decode_policy=decode)

@@ -14,12 +14,10 @@ import hashlib
 import hmac
 import time
 
+from shared.errors import SignatureError
+
 PREFIX = "whsec_"
 TOLERANCE_S = 5 * 60
-
-
-class SignatureError(ValueError):
-    """A webhook whose signature or timestamp does not check out."""
 
 
 def secret_bytes(secret: str) -> bytes:

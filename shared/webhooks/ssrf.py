@@ -15,14 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.errors import InputError
+from shared.errors import CallbackRefused
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
-
-
-class CallbackRefused(InputError):
-    """A callback URL tuneflow will not call."""
 
 
 @dataclass(frozen=True)

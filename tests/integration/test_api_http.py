@@ -28,8 +28,8 @@ from devhost.process import Handle, start_devhost
 from emulator.process import EmulatorHandle, start_emulator
 from shared.records import BlobRecordStore
 from shared.runs import Run, RunState, RunStore
+from shared.services import Services
 from shared.settings import Settings
-from shared.storage import container
 from shared.webhooks.signing import verify
 from tests.emulator import helpers
 from tests.emulator.conftest import Admin
@@ -125,7 +125,7 @@ class Stack:
         assert r.status_code in (200, 202, 204), r.text
 
     def runs(self) -> RunStore:
-        return RunStore(BlobRecordStore(container(self.settings, self.settings.output_container)))
+        return RunStore(BlobRecordStore(Services(self.settings).container(self.settings.output_container)))
 
 
 def register_model(admin: Admin) -> None:

@@ -13,9 +13,8 @@ import responses
 
 from shared.handlers import on_blob_created
 from shared.runs import RunState
-from shared.services import build_services
+from shared.services import Services
 from shared.settings import Settings
-from shared.storage import container
 from tests.support.datasets import invalid_jsonl, valid_jsonl
 from tests.support.events import blob_created, function_event
 from tests.support.fake_arm import FakeArm
@@ -36,9 +35,9 @@ def env(azurite, reference_dir):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add_passthru(re.compile(r"http://127\.0\.0\.1.*"))  # Azurite is real
         arm.install(mock)
-        svc = build_services(settings, fake_clients(reference_dir / "azureml" / "chat_completion_pipeline.spec.yaml"))
-        drop = container(settings, settings.drop_container)
-        output = container(settings, settings.output_container)
+        svc = Services(settings, ml=fake_clients(reference_dir / "azureml" / "chat_completion_pipeline.spec.yaml"))
+        drop = svc.container(settings.drop_container)
+        output = svc.container(settings.output_container)
         yield svc, drop, output, arm
 
 
@@ -163,7 +162,7 @@ def test_transient_azure_ml_errors_raise_for_redelivery_then_resume(env):
 
 def test_oversized_blob_is_rejected_without_being_downloaded(env):
     svc, drop, output, arm = env
-    tight = build_services(dataclasses.replace(svc.settings, max_file_mb=1), svc.lifecycle.ml)
+    tight = Services(dataclasses.replace(svc.settings, max_file_mb=1), ml=svc.ml)
     data = valid_jsonl(12000)  # ~2 MiB
     assert len(data) > 1024 * 1024
     result = drop_and_deliver(tight, drop, "huge.jsonl", data)

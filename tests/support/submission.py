@@ -7,8 +7,8 @@ from typing import Any
 
 from azure.ai.ml import MLClient
 
-from shared.azureml.clients import AzureML, StaticTokenCredential
 from shared.azureml.submit import PipelineSubmitter
+from shared.connections import AzureML, StaticTokenCredential
 from shared.settings import Settings
 from tests.support.fake_registry import fake_registry
 
@@ -19,4 +19,5 @@ def fake_clients(spec: Path, **registry: Any) -> AzureML:
 
 
 def submitter(settings: Settings, spec: Path, **registry: Any) -> PipelineSubmitter:
-    return PipelineSubmitter(settings, fake_clients(spec, **registry))
+    clients = fake_clients(spec, **registry)
+    return PipelineSubmitter(settings, lambda: clients)

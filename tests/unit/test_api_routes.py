@@ -12,18 +12,17 @@ import orjson
 import pytest
 
 from shared.api import routes
-from shared.api.context import Api
 from shared.api.http import Request, Response
-from shared.api.triggers import on_score_job
+from shared.handlers import on_score_job
 from shared.records import MemoryRecordStore
 from shared.runs import Run, RunState, RunStore
-from shared.scoring.arm import ArmTarget
 from shared.scoring.client import HttpxSender
 from shared.scoring.pool import HttpPool, PerLoop
+from shared.services import Services
 from shared.settings import Settings
 from shared.webhooks.signing import verify
-from tests.unit.test_scoring_client import FakeResolver, Upstream
-from tests.unit.test_scoring_teardown import ARM, WS, Credential, FakeArm
+from tests.support.fake_endpoints import FakeOnlineEndpoints, control_plane
+from tests.support.fake_scoring import FakeResolver, Upstream
 
 SECRET = "whsec_dGVzdC1zZWNyZXQtZm9yLXR1bmVmbG93"
 CHAT = {"messages": [{"role": "user", "content": "Capital of Peru?"}]}
@@ -62,16 +61,14 @@ def make(env: dict[str, str] | None = None) -> Any:
     resolver = FakeResolver(models={"v1a2b-r1": "chat-ft:r1", "v9f8e-r2": "chat-ft:r2"})
     upstream = Upstream(resolver)
     receiver = Receiver()
-    arm = FakeArm()
+    arm = FakeOnlineEndpoints()
     queue = FakeQueue()
     dns = {"hooks.example.com": ["93.184.215.14"], "intranet.example.com": ["10.0.0.8"]}
 
-    ctx = Api(settings, records=lambda: records, runs=lambda: runs, resolver=resolver,
-              target=lambda: ArmTarget(ARM, WS, ARM + "/.default", Credential()),
-              pool=HttpPool(lambda: httpx.AsyncClient(transport=httpx.MockTransport(arm))),
-              sender=PerLoop(lambda: HttpxSender(httpx.AsyncClient(transport=httpx.MockTransport(upstream)))),
-              webhook_pool=HttpPool(lambda: httpx.AsyncClient(transport=httpx.MockTransport(receiver))),
-              dns=lambda host, port: dns[host], queue=cast(Any, queue))
+    ctx = Services(settings, records=records, runs=runs, resolver=resolver, control=control_plane(arm),
+                   sender=PerLoop(lambda: HttpxSender(httpx.AsyncClient(transport=httpx.MockTransport(upstream)))),
+                   webhook_pool=HttpPool(lambda: httpx.AsyncClient(transport=httpx.MockTransport(receiver))),
+                   dns=lambda host, port: dns[host], queue=cast(Any, queue))
     return SimpleNamespace(api=ctx, records=records, runs=runs, resolver=resolver, upstream=upstream,
                            receiver=receiver, arm=arm, queue=queue)
 
@@ -308,8 +305,8 @@ def test_health():
 # ------------------------------------------------------------------------------------------ teardown
 
 
-def teardown(route: Any, request: Request, ctx: Api) -> Response:
-    result: Response = asyncio.run(route(request, ctx))
+def teardown(route: Any, request: Request, ctx: Services) -> Response:
+    result: Response = route(request, ctx)
     return result
 
 

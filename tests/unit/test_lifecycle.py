@@ -1,4 +1,5 @@
-"""Lifecycle state machine against an in-memory workspace (the emulator tests cover the real SDK)."""
+"""Lifecycle state machine against an in-memory workspace and a fake ARM for endpoints (the emulator
+tests cover the real SDK and REST paths)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from types import SimpleNamespace
 import pytest
 
 from shared.events import Envelope, parse_model_registered, parse_run_event
-from shared.lifecycle.context import LifecycleContext
 from shared.lifecycle.deployment import smoke_request
 from shared.lifecycle.model_events import on_model_registered
 from shared.lifecycle.names import deployment_name_for
@@ -16,8 +16,10 @@ from shared.lifecycle.reconcile import reconcile
 from shared.lifecycle.registration import on_run_event
 from shared.records import MemoryRecordStore
 from shared.runs import Run, RunState, RunStore
+from shared.services import Services
 from shared.settings import Settings
 from tests.support.events import load_event
+from tests.support.fake_endpoints import FakeOnlineEndpoints, control_plane
 from tests.support.fake_registry import PHI3_TAGS
 from tests.support.fake_workspace import FakeWorkspace
 
@@ -26,14 +28,22 @@ SAMPLE = json.dumps({"messages": [{"role": "user", "content": "What is 2 plus 2?
                                   {"role": "assistant", "content": "4"}]}).encode()
 
 
+SETTINGS = {"TUNEFLOW_STORAGE_CONNECTION": "x", "TUNEFLOW_EMULATOR_CONNECTION": "/x"}
+
+
+def services(fake: SimpleNamespace, **env: str) -> Services:
+    registry = SimpleNamespace(models=SimpleNamespace(get=lambda *a, **k: SimpleNamespace(tags=PHI3_TAGS)))
+    clients = SimpleNamespace(workspace=fake.workspace.ws, registry=registry)
+    return Services(Settings.from_env({**SETTINGS, **env}), runs=RunStore(MemoryRecordStore()), ml=clients,
+                    control=control_plane(fake.arm), read_test_sample=lambda path: SAMPLE)
+
+
 @pytest.fixture
 def world():
-    settings = Settings.from_env({"TUNEFLOW_STORAGE_CONNECTION": "x", "TUNEFLOW_EMULATOR_CONNECTION": "/x"})
-    fake = FakeWorkspace()
-    registry = SimpleNamespace(models=SimpleNamespace(get=lambda *a, **k: SimpleNamespace(tags=PHI3_TAGS)))
-    clients = SimpleNamespace(workspace=fake.ws, registry=registry)
-    ctx = LifecycleContext(settings, RunStore(MemoryRecordStore()), lambda: clients, lambda path: SAMPLE)
-    return ctx, fake
+    """(services, fakes): ``fakes.workspace`` holds jobs and models (SDK), ``fakes.arm`` the endpoints (REST)."""
+    fake = SimpleNamespace(workspace=FakeWorkspace(), arm=FakeOnlineEndpoints())
+    fake.add_job = fake.workspace.add_job
+    return services(fake), fake
 
 
 def submitted(ctx, run_id: str = RUN_ID) -> Run:
@@ -65,8 +75,8 @@ def test_running_then_completed_registers_one_model_with_tags(world):
     on_run_event(ctx, run_event("run_completed_camel"))  # duplicate delivery
     run = ctx.runs.get(RUN_ID)
     assert run.state == RunState.REGISTERED and run.model == f"Phi-3-mini-4k-instruct-ft:{RUN_ID}"
-    assert fake.model_creates == 1
-    model = fake.models[("Phi-3-mini-4k-instruct-ft", RUN_ID)]
+    assert fake.workspace.model_creates == 1
+    model = fake.workspace.models[("Phi-3-mini-4k-instruct-ft", RUN_ID)]
     assert model.path == f"azureml://jobs/tuneflow-{RUN_ID}/outputs/trained_model"
     assert model.tags["tuneflow.run_id"] == RUN_ID and model.tags["metrics.eval_loss"] == "1.25"
     assert model.type == "mlflow_model"
@@ -91,7 +101,7 @@ def test_child_steps_other_experiments_and_unknown_runs_change_nothing(world):
         assert on_run_event(ctx, run_event(name)) == "ignored"
     assert on_run_event(ctx, run_event("run_completed_camel", runId="tuneflow-3f2a9c0d1e5b7a8c6d4f",
                                        runTags={})) == "ignored"
-    assert ctx.runs.get(RUN_ID).state == RunState.SUBMITTED and fake.model_creates == 0
+    assert ctx.runs.get(RUN_ID).state == RunState.SUBMITTED and fake.workspace.model_creates == 0
 
 
 def deploy_ready(ctx, fake, run_id: str = RUN_ID) -> Run:
@@ -109,12 +119,16 @@ def test_model_registered_deploys_blue_green(world):
     run = ctx.runs.get(RUN_ID)
     assert state == "DEPLOYED" and run.state == RunState.DEPLOYED
     assert run.endpoint == "tuneflow-chat" and run.deployment == deployment_name_for(*run.model.rsplit(":", 1))
-    assert fake.endpoints["tuneflow-chat"].auth_mode == "key"
-    assert fake.endpoints["tuneflow-chat"].traffic == {run.deployment: 100}
-    dep = fake.deployments[run.deployment]
-    assert dep.liveness_probe.initial_delay == 600 and dep.request_settings.request_timeout_ms == 90000
-    (smoke,) = fake.invocations
+    (created,) = fake.arm.puts("/onlineEndpoints/tuneflow-chat/deployments/")
+    assert fake.arm.endpoints["tuneflow-chat"]["properties"]["authMode"] == "Key"
+    assert fake.arm.traffic("tuneflow-chat") == {run.deployment: 100}
+    props = created["properties"]
+    assert props["livenessProbe"]["initialDelay"] == "PT600S" and props["requestSettings"]["requestTimeout"] == "PT90S"
+    assert props["model"].endswith(f"/workspaces/w/models/Phi-3-mini-4k-instruct-ft/versions/{RUN_ID}")
+    assert created["tags"]["tuneflow.run_id"] == RUN_ID and created["sku"]["capacity"] == 1
+    (smoke,) = fake.arm.invocations
     assert smoke["deployment"] == run.deployment and "What is 2 plus 2?" in smoke["body"]
+    assert smoke["auth"] == "Bearer pk"
     assert [t.state for t in run.history][-3:] == ["REGISTERED", "DEPLOYING", "DEPLOYED"]
 
 
@@ -129,7 +143,8 @@ def test_second_model_replaces_the_first_and_retires_its_run(world):
                                          modelTags={"tuneflow.run_id": other}))
     second = ctx.runs.get(other)
     assert second.state == RunState.DEPLOYED and ctx.runs.get(RUN_ID).state == RunState.RETIRED
-    assert fake.deleted == [first.deployment] and list(fake.deployments) == [second.deployment]
+    assert ("DELETE", f"/onlineEndpoints/tuneflow-chat/deployments/{first.deployment}") in fake.arm.calls
+    assert list(fake.arm.deployments) == [("tuneflow-chat", second.deployment)]
 
 
 def test_failed_smoke_test_rolls_back_and_keeps_the_previous_deployment(world):
@@ -139,33 +154,36 @@ def test_failed_smoke_test_rolls_back_and_keeps_the_previous_deployment(world):
     previous = ctx.runs.get(RUN_ID).deployment
     other = "bbbbbbbbbbbbbbbbbbbb"
     deploy_ready(ctx, fake, other)
-    fake.smoke_answer = "[]"
+    fake.arm.smoke_answer = []
     on_model_registered(ctx, model_event("model_registered_camel", modelVersion=other,
                                          modelTags={"tuneflow.run_id": other}))
     failed = ctx.runs.get(other)
     assert failed.state == RunState.DEPLOY_FAILED and "smoke test failed" in failed.last_error
-    assert fake.endpoints["tuneflow-chat"].traffic == {previous: 100}
-    assert list(fake.deployments) == [previous] and ctx.runs.get(RUN_ID).state == RunState.DEPLOYED
+    assert fake.arm.traffic("tuneflow-chat") == {previous: 100}
+    assert list(fake.arm.deployments) == [("tuneflow-chat", previous)]
+    assert ctx.runs.get(RUN_ID).state == RunState.DEPLOYED
 
 
 def test_failed_provisioning_rolls_back(world):
     ctx, fake = world
     deploy_ready(ctx, fake)
-    fake.fail_deployments = True
+    fake.arm.fail_deployments = True
     on_model_registered(ctx, model_event("model_registered_camel"))
     run = ctx.runs.get(RUN_ID)
     assert run.state == RunState.DEPLOY_FAILED and "failed to provision" in run.last_error
-    assert run.deployment in fake.deleted
+    assert ("DELETE", f"/onlineEndpoints/tuneflow-chat/deployments/{run.deployment}") in fake.arm.calls
 
 
 def test_long_operations_are_left_to_the_reconciler(world):
     ctx, fake = world
-    fake.auto_complete = False
+    fake.arm.auto_complete = False
     deploy_ready(ctx, fake)
     assert on_model_registered(ctx, model_event("model_registered_camel")) == "DEPLOYING"
-    fake.finish()  # the endpoint is up; the deployment is started by the next pass
+    assert ctx.runs.get(RUN_ID).state == RunState.DEPLOYING and not fake.arm.deployments
+    fake.arm.finish()  # the endpoint is up; the deployment is started by the next pass
     reconcile(ctx)
-    fake.finish()
+    assert ctx.runs.get(RUN_ID).state == RunState.DEPLOYING and fake.arm.deployments
+    fake.arm.finish()
     outcome = reconcile(ctx)
     assert ctx.runs.get(RUN_ID).state == RunState.DEPLOYED and outcome["DEPLOYED"] == 1
 
@@ -175,13 +193,13 @@ def test_reconciler_recovers_a_lost_run_completed_event(world):
     submitted(ctx)
     fake.add_job(f"tuneflow-{RUN_ID}", "Completed")
     reconcile(ctx)  # no event at all: the job's status is read
-    assert ctx.runs.get(RUN_ID).state == RunState.DEPLOYED and fake.model_creates == 1
+    assert ctx.runs.get(RUN_ID).state == RunState.DEPLOYED and fake.workspace.model_creates == 1
 
 
 def test_unrelated_models_are_not_deployed_and_auto_deploy_tags_are(world):
     ctx, fake = world
     assert on_model_registered(ctx, model_event("model_registered_unrelated")) == "ignored"
-    assert not fake.deployments
+    assert not fake.arm.deployments
     assert on_model_registered(ctx, model_event("model_registered_pascal_int_version")) == "DEPLOYED"
     (run,) = list(ctx.runs.list())
     assert run.model == "Phi-3-mini-4k-instruct-ft:3" and run.dataset == "(registered outside tuneflow)"
@@ -189,13 +207,12 @@ def test_unrelated_models_are_not_deployed_and_auto_deploy_tags_are(world):
 
 def test_instance_type_must_be_allowed_for_inference(world):
     ctx, fake = world
-    ctx.settings = Settings.from_env({"TUNEFLOW_STORAGE_CONNECTION": "x", "TUNEFLOW_EMULATOR_CONNECTION": "/x",
-                                      "TUNEFLOW_INSTANCE_TYPE": "Standard_DS3_v2"})
+    ctx = services(fake, TUNEFLOW_INSTANCE_TYPE="Standard_DS3_v2")
     deploy_ready(ctx, fake)
     on_model_registered(ctx, model_event("model_registered_camel"))
     run = ctx.runs.get(RUN_ID)
     assert run.state == RunState.DEPLOY_FAILED and "inference_compute_allow_list" in run.last_error
-    assert not fake.deployments
+    assert not fake.arm.deployments
 
 
 def test_names_fit_azure_rules():

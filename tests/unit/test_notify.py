@@ -17,10 +17,14 @@ class FlakyTopic:
         self.received.extend((e.type, e.subject) for e in events)
 
 
+TOPIC_SETTINGS = Settings.from_env({"TUNEFLOW_STORAGE_CONNECTION": "x",
+                                   "TUNEFLOW_EVENTGRID_TOPIC_ENDPOINT": "https://topic.example/api/events"})
+
+
 def setup():
     records = MemoryRecordStore()
     topic = FlakyTopic()
-    notifier = Notifier(Settings.from_env({"TUNEFLOW_STORAGE_CONNECTION": "x"}), records, client=topic)
+    notifier = Notifier(TOPIC_SETTINGS, records, lambda: topic)
     runs = RunStore(records, on_transition=notifier.on_transition)
     runs.create(Run(run_id="r1", state=RunState.RECEIVED, dataset="d", sources=[], base_model="m"))
     return runs, notifier, topic, records
@@ -50,10 +54,11 @@ def test_a_failing_topic_never_breaks_the_flow_and_catches_up_in_order():
 
 def test_disabled_without_a_topic():
     records = MemoryRecordStore()
-    notifier = Notifier(Settings.from_env({"TUNEFLOW_STORAGE_CONNECTION": "x"}), records)
+    topic = FlakyTopic()
+    notifier = Notifier(Settings.from_env({"TUNEFLOW_STORAGE_CONNECTION": "x"}), records, lambda: topic)
     runs = RunStore(records, on_transition=notifier.on_transition)
     runs.create(Run(run_id="r1", state=RunState.RECEIVED, dataset="d", sources=[], base_model="m"))
-    assert not notifier.enabled and not list(records.entries("outbox/"))
+    assert not notifier.enabled and not list(records.entries("outbox/")) and not topic.received
 
 
 def test_a_run_created_with_several_transitions_announces_each():
@@ -61,7 +66,7 @@ def test_a_run_created_with_several_transitions_announces_each():
 
     records = MemoryRecordStore()
     topic = FlakyTopic()
-    notifier = Notifier(Settings.from_env({"TUNEFLOW_STORAGE_CONNECTION": "x"}), records, client=topic)
+    notifier = Notifier(TOPIC_SETTINGS, records, lambda: topic)
     runs = RunStore(records, on_transition=notifier.on_transition)
     run = Run(run_id="r2", state=RunState.REJECTED, dataset="d", sources=[], base_model="m",
               history=[Transition(RunState.RECEIVED, "t0"), Transition(RunState.VALIDATING, "t1"),

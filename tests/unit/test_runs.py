@@ -81,7 +81,7 @@ def test_listing_filters_and_sorts_on_metadata_and_reads_only_what_it_returns(mo
     records = CountingReads()
     store = RunStore(records)
     clock = iter(f"2026-01-01T00:00:{i:02d}+00:00" for i in range(60))
-    monkeypatch.setattr("shared.runs._now", lambda: next(clock))
+    monkeypatch.setattr("shared.runs.now_iso", lambda: next(clock))
     for i in range(10):
         store.create(new_run(f"run{i}"))
         store.advance(f"run{i}", RunState.VALIDATING)

@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from shared.scoring.http1 import Http1Client, TransportError, TransportTimeout
+from shared.errors import TransportError, TransportTimeout
+from shared.scoring.http1 import Http1Client
 
 T = TypeVar("T")
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]

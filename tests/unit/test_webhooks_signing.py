@@ -4,7 +4,8 @@ import base64
 
 import pytest
 
-from shared.webhooks.signing import SignatureError, headers, sign, verify
+from shared.errors import SignatureError
+from shared.webhooks.signing import headers, sign, verify
 
 # The test vector of the Standard Webhooks specification and its reference libraries.
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

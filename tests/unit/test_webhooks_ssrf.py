@@ -4,7 +4,8 @@ from typing import Any
 
 import pytest
 
-from shared.webhooks.ssrf import CallbackRefused, check
+from shared.errors import CallbackRefused
+from shared.webhooks.ssrf import check
 
 
 def resolver(mapping: dict[str, list[str]]) -> Any:

@@ -3,7 +3,8 @@
 import orjson
 import pytest
 
-from shared.scoring.normalize import Output, UnrecognisedResponse, normalise
+from shared.errors import UnrecognisedResponse
+from shared.scoring.normalise import Output, normalise
 
 
 @pytest.mark.parametrize("body", [

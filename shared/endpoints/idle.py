@@ -8,16 +8,15 @@ torn down like ``DELETE /api/endpoints/{name}``, with the reason on every affect
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from shared.endpoints.activity import Activity
+from shared.endpoints.teardown import Teardown
 from shared.errors import TuneflowError
 from shared.runs import RunState, RunStore
-from shared.scoring.activity import Activity
-from shared.scoring.teardown import Teardown
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -26,29 +25,32 @@ log = logging.getLogger(__name__)
 
 
 def last_deployed(runs: RunStore, endpoint: str) -> datetime | None:
-    times = [datetime.fromisoformat(t.at) for run in runs.list() if run.endpoint == endpoint
-             for t in run.history if t.state in (RunState.DEPLOYING, RunState.DEPLOYED)]
+    """When a run last went onto ``endpoint``: only live runs are read (the listing filters on metadata);
+    a retired or torn-down run's deployment is older than the one that replaced it."""
+    live = (RunState.DEPLOYING, RunState.DEPLOYED)
+    times = [datetime.fromisoformat(t.at) for run in runs.list(live) if run.endpoint == endpoint
+             for t in run.history if t.state in live]
     return max(times, default=None)
 
 
-async def idle_teardown(settings: Settings, activity: Activity, teardown: Teardown, runs: Callable[[], RunStore],
-                        now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> list[str]:
+def idle_teardown(settings: Settings, activity: Activity, teardown: Teardown, runs: Callable[[], RunStore],
+                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> list[str]:
     """One pass; returns the endpoints torn down."""
-    await teardown.resume_pending()
+    teardown.resume_pending()
     if settings.idle_teardown_minutes <= 0:
         return []
     limit = timedelta(minutes=settings.idle_teardown_minutes)
-    await asyncio.to_thread(activity.flush)  # this instance's own recent calls first
+    activity.flush()  # this instance's own recent calls first
     torn = []
-    for name in await asyncio.to_thread(teardown.tuneflow_endpoints, settings.endpoint):
+    for name in teardown.tuneflow_endpoints(settings.endpoint):
         try:
-            if await teardown.arm.endpoint(name) is None:
+            if teardown.control.endpoint(name) is None:
                 continue
         except TuneflowError as exc:
             log.warning("idle teardown: cannot read %s: %s", name, exc)
             continue
-        record = await asyncio.to_thread(activity.get, name)
-        deployed = await asyncio.to_thread(last_deployed, runs(), name)
+        record = activity.get(name)
+        deployed = last_deployed(runs(), name)
         last = max(record.last_active, deployed) if deployed else record.last_active
         idle = now() - last
         if idle < limit:
@@ -57,6 +59,6 @@ async def idle_teardown(settings: Settings, activity: Activity, teardown: Teardo
         note = (f"idle teardown: no scoring call for {idle.total_seconds() / 60:.1f} min "
                 f"(TUNEFLOW_IDLE_TEARDOWN_MINUTES={settings.idle_teardown_minutes:g})")
         log.warning("idle teardown: deleting endpoint %s: %s", name, note)
-        await teardown.endpoint(name, note)
+        teardown.endpoint(name, note)
         torn.append(name)
     return torn

@@ -15,11 +15,9 @@ from typing import Any
 
 import orjson
 
+from shared.errors import UnrecognisedResponse
+
 MAX_DEPTH = 4
-
-
-class UnrecognisedResponse(ValueError):
-    """The deployment answered with a shape tuneflow cannot read text from."""
 
 
 @dataclass(frozen=True)

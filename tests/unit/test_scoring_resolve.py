@@ -1,32 +1,24 @@
-"""Endpoint resolution through ARM's REST API (httpx.MockTransport as ARM)."""
+"""Endpoint resolution through the control plane over ARM's REST API (httpx.MockTransport as ARM)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Callable
-from types import SimpleNamespace
-from typing import Any
 
 import httpx
 import pytest
 
-from shared.errors import TransientError
-from shared.scoring.arm import Arm, ArmTarget
-from shared.scoring.endpoints import ArmResolver, EndpointNotFound, model_of
-from shared.scoring.pool import HttpPool
+from shared.endpoints.control import model_of
+from shared.errors import EndpointNotFound, TransientError
+from shared.scoring.resolve import ControlPlaneResolver
+from tests.support.fake_endpoints import WS, control_plane
 
-WS = "/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices/workspaces/w"
 EP = f"https://arm.test{WS}/onlineEndpoints/tuneflow-chat"
 
 
-class Credential:
-    def get_token(self, *scopes: str) -> Any:
-        self.scopes = scopes
-        return SimpleNamespace(token="arm-token", expires_on=int(time.time()) + 3600)
-
-
-def resolver(handler: Callable[[httpx.Request], httpx.Response]) -> tuple[ArmResolver, list[tuple[str, str]]]:
+def resolver(handler: Callable[[httpx.Request], httpx.Response]) -> tuple[ControlPlaneResolver,
+                                                                          list[tuple[str, str]]]:
     calls: list[tuple[str, str]] = []
 
     def record(request: httpx.Request) -> httpx.Response:
@@ -35,9 +27,7 @@ def resolver(handler: Callable[[httpx.Request], httpx.Response]) -> tuple[ArmRes
         assert request.url.params["api-version"]
         return handler(request)
 
-    pool = HttpPool(lambda: httpx.AsyncClient(transport=httpx.MockTransport(record)))
-    target = ArmTarget("https://arm.test", WS, "https://arm.test/.default", Credential())
-    return ArmResolver(Arm(lambda: target, pool)), calls
+    return ControlPlaneResolver(control_plane(record)), calls
 
 
 def arm(request: httpx.Request, state: str = "Succeeded", auth: str = "Key") -> httpx.Response:

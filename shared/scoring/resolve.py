@@ -1,6 +1,6 @@
 """Endpoint resolution: scoring URI, key and deployments of an online endpoint, cached per endpoint.
 
-Resolution is a control-plane call (three ARM requests, see ``shared.scoring.arm``), so it happens once
+Resolution is a control-plane call (three ARM requests, see ``shared.endpoints.control``), so it happens once
 per ``TUNEFLOW_ENDPOINT_CACHE_S`` — or when the endpoint answers 401/403 because its key was rotated —
 and never per request. Concurrent callers share one resolution (single flight). An endpoint that does
 not exist is remembered for a few seconds, so clients hammering a torn-down endpoint do not hammer ARM.
@@ -10,22 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-from shared.errors import TuneflowError
-from shared.scoring.arm import ML_SCOPE, Arm
+from shared.connections import ML_SCOPE
+from shared.endpoints.control import ControlPlane, deployment_models
+from shared.errors import EndpointNotFound
 
 log = logging.getLogger(__name__)
 NEGATIVE_TTL_S = 5.0
-_MODEL_ID = re.compile(r"models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
-
-
-class EndpointNotFound(TuneflowError):
-    """No such endpoint (or it is being deleted): nothing to score."""
 
 
 @dataclass(frozen=True)
@@ -42,54 +37,36 @@ class Resolver(Protocol):
     async def resolve(self, name: str) -> EndpointInfo: ...
 
 
-def model_of(model_id: str | None, tags: Mapping[str, Any] | None = None) -> str | None:
-    """"name:version" from the tag the lifecycle sets, else from the deployment's model asset id."""
-    tagged = (tags or {}).get("tuneflow.model")
-    if isinstance(tagged, str) and tagged:
-        return tagged
-    if not model_id:
-        return None
-    match = _MODEL_ID.search(model_id)
-    if match:
-        return f"{match['name']}:{match['version']}"
-    if model_id.startswith("azureml:") and model_id.count(":") == 2:
-        return model_id.split(":", 1)[1]
-    return None
+class ControlPlaneResolver:
+    """GET the endpoint, then its key (``listKeys``, or a token) and its deployments, concurrently
+    (each control-plane call runs in a worker thread: the client is synchronous)."""
 
-
-def deployment_models(deployments: list[dict[str, Any]]) -> dict[str, str | None]:
-    return {str(d.get("name")): model_of((d.get("properties") or {}).get("model"), d.get("tags"))
-            for d in deployments}
-
-
-class ArmResolver:
-    """GET the endpoint, then its key (``listKeys``, or a token) and its deployments, concurrently."""
-
-    def __init__(self, arm: Arm, clock: Callable[[], float] = time.monotonic) -> None:
-        self._arm = arm
+    def __init__(self, control: ControlPlane, clock: Callable[[], float] = time.monotonic) -> None:
+        self._control = control
         self._clock = clock
 
     async def resolve(self, name: str) -> EndpointInfo:
-        endpoint = await self._arm.endpoint(name)
+        endpoint = await asyncio.to_thread(self._control.endpoint, name)
         if endpoint is None:
             raise EndpointNotFound(f"endpoint {name!r} does not exist", endpoint=name)
         props = endpoint.get("properties") or {}
         if str(props.get("provisioningState", "")).lower() == "deleting":
             raise EndpointNotFound(f"endpoint {name!r} is being deleted", endpoint=name)
         (key, expires), deployments = await asyncio.gather(
-            self._key(name, str(props.get("authMode") or "Key").lower()), self._arm.deployments(name))
+            self._key(name, str(props.get("authMode") or "Key").lower()),
+            asyncio.to_thread(self._control.deployments, name))
         traffic = {str(k): int(v) for k, v in (props.get("traffic") or {}).items()}
         return EndpointInfo(name, str(props.get("scoringUri") or ""), key, deployment_models(deployments), traffic,
                             expires)
 
     async def _key(self, name: str, auth_mode: str) -> tuple[str, float]:
         if auth_mode == "key":
-            keys = await self._arm.post(f"/onlineEndpoints/{name}/listKeys", f"reading the keys of {name}")
+            keys = await asyncio.to_thread(self._control.keys, name)
             return str(keys.get("primaryKey") or ""), float("inf")
         if auth_mode == "aadtoken":
-            token, expires_on = await self._arm.bearer(ML_SCOPE)
+            token, expires_on = await asyncio.to_thread(self._control.bearer, ML_SCOPE)
             return token, self._clock() + max(0.0, expires_on - time.time() - 300)
-        doc = await self._arm.post(f"/onlineEndpoints/{name}/token", f"getting a token for {name}")
+        doc = await asyncio.to_thread(self._control.token, name)
         expiry = float(doc.get("expiryTimeUtc") or 0) or time.time() + 3600
         return str(doc.get("accessToken") or ""), self._clock() + max(0.0, expiry - time.time() - 300)
 

@@ -1,113 +1,20 @@
-"""Teardown (endpoint, deployment), its status, idle teardown and the activity record, on fakes."""
+"""Teardown (endpoint, deployment), its status, idle teardown and the activity record, on a fake ARM."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-import httpx
 import pytest
 
+from shared.endpoints.activity import Activity
+from shared.endpoints.idle import idle_teardown
+from shared.endpoints.teardown import Teardown, rebalance
 from shared.records import MemoryRecordStore
 from shared.runs import Run, RunState, RunStore
-from shared.scoring.activity import Activity
-from shared.scoring.arm import Arm, ArmTarget
-from shared.scoring.idle import idle_teardown
-from shared.scoring.pool import HttpPool
-from shared.scoring.teardown import Teardown, rebalance
 from shared.settings import Settings
-
-WS = "/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices/workspaces/w"
-ARM = "https://arm.test"
-
-
-class FakeArm:
-    """ARM's online-endpoint resources, as an httpx transport handler (only what teardown uses).
-
-    Like Azure: a deployment that takes traffic cannot be deleted; a PUT of the endpoint is a
-    long-running operation (left in progress while ``traffic_updates_finish`` is False).
-    """
-
-    def __init__(self) -> None:
-        self.endpoints: dict[str, dict[str, Any]] = {}
-        self.deployments: dict[tuple[str, str], dict[str, Any]] = {}
-        self.calls: list[tuple[str, str]] = []
-        self.traffic_updates_finish = True
-        self._pending_put: dict[str, Any] | None = None
-
-    def add(self, endpoint: str, traffic: dict[str, int]) -> None:
-        self.endpoints[endpoint] = {"name": endpoint, "location": "eastus2", "kind": "Managed",
-                                    "identity": {"type": "SystemAssigned", "principalId": "p"},
-                                    "properties": {"authMode": "Key", "traffic": dict(traffic),
-                                                   "scoringUri": f"https://{endpoint}.test/score",
-                                                   "provisioningState": "Succeeded"}}
-        for name in traffic:
-            self.deployments[(endpoint, name)] = {"name": name, "tags": {}, "properties": {
-                "model": f"{WS}/models/chat-ft/versions/{name}", "provisioningState": "Succeeded"}}
-
-    def traffic(self, endpoint: str) -> dict[str, int]:
-        return dict(self.endpoints[endpoint]["properties"]["traffic"])
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path
-        self.calls.append((request.method, path.removeprefix(WS)))
-        if path == "/operations/put":
-            done = self.traffic_updates_finish
-            if done and self._pending_put is not None:
-                self._apply(self._pending_put)
-            return httpx.Response(200, json={"status": "Succeeded" if done else "InProgress"})
-        rest = path.removeprefix(WS + "/onlineEndpoints/").split("/")
-        name = rest[0]
-        endpoint = self.endpoints.get(name)
-        if len(rest) == 1:
-            if request.method == "PUT":
-                body = json.loads(request.content)
-                assert "scoringUri" not in body["properties"] and "principalId" not in body["identity"]
-                self._pending_put = {**body, "name": name}
-                if self.traffic_updates_finish:
-                    self._apply(self._pending_put)
-                return httpx.Response(200, json=body, headers={"Azure-AsyncOperation": f"{ARM}/operations/put"})
-            if endpoint is None:
-                return httpx.Response(404, json={"error": {"code": "NotFound"}})
-            if request.method == "DELETE":
-                del self.endpoints[name]
-                for key in [k for k in self.deployments if k[0] == name]:
-                    del self.deployments[key]
-                return httpx.Response(202)
-            return httpx.Response(200, json=endpoint)
-        if endpoint is None:
-            return httpx.Response(404, json={"error": {"code": "NotFound"}})
-        if rest[1] == "listKeys":
-            return httpx.Response(200, json={"primaryKey": "pk", "secondaryKey": "sk"})
-        if len(rest) == 2:
-            return httpx.Response(200, json={"value": [d for (e, _), d in self.deployments.items() if e == name]})
-        deployment = self.deployments.get((name, rest[2]))
-        if deployment is None:
-            return httpx.Response(404, json={"error": {"code": "NotFound"}})
-        if request.method == "DELETE":
-            if self.traffic(name).get(rest[2], 0) > 0:
-                return httpx.Response(400, json={"error": {"message": "set its traffic to 0 before deleting it"}})
-            del self.deployments[(name, rest[2])]
-            return httpx.Response(202)
-        return httpx.Response(200, json=deployment)
-
-    def _apply(self, body: dict[str, Any]) -> None:
-        self.endpoints[body["name"]]["properties"]["traffic"] = dict(body["properties"]["traffic"])
-        self._pending_put = None
-
-
-def arm_for(fake: Any) -> Arm:
-    pool = HttpPool(lambda: httpx.AsyncClient(transport=httpx.MockTransport(fake)))
-    return Arm(lambda: ArmTarget(ARM, WS, ARM + "/.default", Credential()), pool)
-
-
-class Credential:
-    def get_token(self, *scopes: str) -> Any:
-        return SimpleNamespace(token="arm-token", expires_on=int(time.time()) + 3600)
+from tests.support.fake_endpoints import FakeOnlineEndpoints, control_plane
 
 
 def run(run_id: str, state: RunState, endpoint: str = "tuneflow-chat", deployment: str = "blue") -> Run:
@@ -117,13 +24,13 @@ def run(run_id: str, state: RunState, endpoint: str = "tuneflow-chat", deploymen
 
 @pytest.fixture
 def world() -> Any:
-    arm = FakeArm()
+    arm = FakeOnlineEndpoints()
     records = MemoryRecordStore()
     runs = RunStore(MemoryRecordStore())
     invalidated: list[str] = []
     clock = [datetime.now(UTC)]
     activity = Activity(lambda: records, flush_every=3600, clock=lambda: clock[0])
-    teardown = Teardown(arm_for(arm), lambda: runs, lambda: records, invalidate=invalidated.append,
+    teardown = Teardown(control_plane(arm), lambda: runs, lambda: records, invalidate=invalidated.append,
                         forget=activity.forget)
     return SimpleNamespace(arm=arm, records=records, runs=runs, teardown=teardown, invalidated=invalidated,
                            activity=activity, clock=clock)
@@ -142,7 +49,7 @@ def test_endpoint_teardown_deletes_and_tears_down_its_runs(world):
                        ("r4", RunState.FAILED)):
         world.runs.create(run(rid, state))
     world.runs.create(run("r5", RunState.DEPLOYED, endpoint="other-endpoint"))
-    outcome = asyncio.run(world.teardown.endpoint("tuneflow-chat", note="test"))
+    outcome = world.teardown.endpoint("tuneflow-chat", note="test")
     assert outcome["state"] == "Deleting" and sorted(outcome["runs_torn_down"]) == ["r1", "r2", "r3"]
     assert "tuneflow-chat" not in world.arm.endpoints
     assert world.runs.get("r1").state == RunState.TORN_DOWN
@@ -153,9 +60,9 @@ def test_endpoint_teardown_deletes_and_tears_down_its_runs(world):
 
 
 def test_endpoint_teardown_of_what_is_gone_is_not_an_error(world):
-    outcome = asyncio.run(world.teardown.endpoint("tuneflow-chat", note="again"))
+    outcome = world.teardown.endpoint("tuneflow-chat", note="again")
     assert outcome["state"] == "Deleted" and outcome["runs_torn_down"] == []
-    assert asyncio.run(world.teardown.endpoint_status("tuneflow-chat")) == {
+    assert world.teardown.endpoint_status("tuneflow-chat") == {
         "endpoint": "tuneflow-chat", "exists": False, "state": "Deleted", "deployments": []}
 
 
@@ -163,32 +70,32 @@ def test_deployment_with_traffic_is_drained_then_deleted(world):
     world.arm.add("tuneflow-chat", {"blue": 70, "green": 30})
     world.runs.create(run("r1", RunState.DEPLOYED, deployment="blue"))
     world.runs.create(run("r2", RunState.DEPLOYED, deployment="green"))
-    outcome = asyncio.run(world.teardown.deployment("tuneflow-chat", "blue", note="drop blue"))
+    outcome = world.teardown.deployment("tuneflow-chat", "blue", note="drop blue")
     assert outcome["state"] == "Deleting" and outcome["runs_torn_down"] == ["r1"]
     assert world.arm.traffic("tuneflow-chat") == {"blue": 0, "green": 100}
     assert ("tuneflow-chat", "blue") not in world.arm.deployments
     assert world.runs.get("r2").state == RunState.DEPLOYED
-    again = asyncio.run(world.teardown.deployment("tuneflow-chat", "blue", note="again"))
+    again = world.teardown.deployment("tuneflow-chat", "blue", note="again")
     assert again["state"] == "Deleted"
 
 
 def test_slow_traffic_update_leaves_a_pending_deletion_that_status_completes(world, monkeypatch):
-    monkeypatch.setattr("shared.scoring.teardown.TRAFFIC_WAIT_S", 0.0)
+    monkeypatch.setattr("shared.endpoints.teardown.TRAFFIC_WAIT_S", 0.0)
     world.arm.add("tuneflow-chat", {"blue": 100, "green": 0})
     world.arm.traffic_updates_finish = False
-    outcome = asyncio.run(world.teardown.deployment("tuneflow-chat", "blue", note="slow"))
+    outcome = world.teardown.deployment("tuneflow-chat", "blue", note="slow")
     assert outcome["state"] == "PendingTrafficUpdate"
     assert ("tuneflow-chat", "blue") in world.arm.deployments
-    status = asyncio.run(world.teardown.deployment_status("tuneflow-chat", "blue"))
+    status = world.teardown.deployment_status("tuneflow-chat", "blue")
     assert status["state"] == "PendingTrafficUpdate"
     world.arm.endpoints["tuneflow-chat"]["properties"]["traffic"] = {"blue": 0, "green": 0}  # the update landed
-    status = asyncio.run(world.teardown.deployment_status("tuneflow-chat", "blue"))
+    status = world.teardown.deployment_status("tuneflow-chat", "blue")
     assert status["state"] == "Deleted" and ("tuneflow-chat", "blue") not in world.arm.deployments
 
 
 def test_endpoint_status_lists_deployments(world):
     world.arm.add("tuneflow-chat", {"blue": 100, "green": 0})
-    status = asyncio.run(world.teardown.endpoint_status("tuneflow-chat"))
+    status = world.teardown.endpoint_status("tuneflow-chat")
     assert status["exists"] and status["state"] == "Succeeded"
     assert {d["name"]: (d["traffic"], d["model"]) for d in status["deployments"]} == {
         "blue": (100, "chat-ft:blue"), "green": (0, "chat-ft:green")}
@@ -239,8 +146,7 @@ def settings(minutes: float) -> Settings:
 
 
 def idle(world: Any, s: Settings) -> list[str]:
-    return asyncio.run(idle_teardown(s, world.activity, world.teardown, lambda: world.runs,
-                                     now=lambda: world.clock[0]))
+    return idle_teardown(s, world.activity, world.teardown, lambda: world.runs, now=lambda: world.clock[0])
 
 
 def test_idle_teardown_is_off_by_default(world):

@@ -9,7 +9,6 @@ the idle-teardown timer, whichever runs first.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,10 +16,9 @@ from typing import Any
 
 import orjson
 
+from shared.endpoints.control import ControlPlane, model_of, provisioning_state, state_of, traffic_of
 from shared.records import RecordStore
 from shared.runs import Run, RunState, RunStore
-from shared.scoring.arm import Arm
-from shared.scoring.endpoints import model_of
 
 log = logging.getLogger(__name__)
 TEARDOWN_FROM = frozenset({RunState.DEPLOYED, RunState.DEPLOYING, RunState.REGISTERED, RunState.DEPLOY_FAILED,
@@ -46,29 +44,21 @@ def rebalance(traffic: Mapping[str, int], removed: str) -> dict[str, int]:
     return out
 
 
-def _state(resource: Mapping[str, Any]) -> str:
-    return str((resource.get("properties") or {}).get("provisioningState") or "")
-
-
-def _traffic(endpoint: Mapping[str, Any]) -> dict[str, int]:
-    return {str(k): int(v) for k, v in ((endpoint.get("properties") or {}).get("traffic") or {}).items()}
-
-
 @dataclass
 class Teardown:
-    arm: Arm
+    control: ControlPlane
     runs: Callable[[], RunStore]
     records: Callable[[], RecordStore]
     invalidate: Callable[[str], None] = lambda endpoint: None  # drop cached scoring details of the endpoint
     forget: Callable[[str], None] = lambda endpoint: None  # drop its activity record (a new one starts afresh)
 
-    async def endpoint(self, name: str, note: str) -> dict[str, Any]:
-        started = await self.arm.delete(f"/onlineEndpoints/{name}", f"deleting endpoint {name}")
+    def endpoint(self, name: str, note: str) -> dict[str, Any]:
+        started = self.control.delete_endpoint(name)
         state = DELETING if started else DELETED
         log.info("teardown: endpoint %s → %s (%s)", name, state, note)
         self.invalidate(name)
-        await asyncio.to_thread(self._clear_pending_and_forget, name)
-        torn = await asyncio.to_thread(self._tear_down_runs, lambda run: run.endpoint == name, note)
+        self._clear_pending_and_forget(name)
+        torn = self._tear_down_runs(lambda run: run.endpoint == name, note)
         return {"endpoint": name, "state": state, "runs_torn_down": torn}
 
     def _clear_pending_and_forget(self, name: str) -> None:
@@ -77,31 +67,29 @@ class Teardown:
             records.delete(key)
         self.forget(name)
 
-    async def deployment(self, name: str, deployment: str, note: str) -> dict[str, Any]:
-        endpoint = await self.arm.endpoint(name)
-        exists = endpoint is not None and await self.arm.deployment(name, deployment) is not None
+    def deployment(self, name: str, deployment: str, note: str) -> dict[str, Any]:
+        endpoint = self.control.endpoint(name)
+        exists = endpoint is not None and self.control.deployment(name, deployment) is not None
         state = DELETED
         if endpoint is not None and exists:
-            traffic = _traffic(endpoint)
+            traffic = traffic_of(endpoint)
             finished = True
             if traffic.get(deployment, 0) > 0:
                 new = rebalance(traffic, deployment)
                 log.info("teardown: moving traffic of %s off %s: %s", name, deployment, new)
-                finished = await self.arm.wait(await self.arm.set_traffic(endpoint, new), TRAFFIC_WAIT_S)
+                finished = self.control.wait(self.control.set_traffic(endpoint, new), TRAFFIC_WAIT_S)
             if finished:
-                state = await self._delete_deployment(name, deployment)
+                state = self._delete_deployment(name, deployment)
             else:
-                await asyncio.to_thread(self._set_pending, name, deployment, note)
+                self._set_pending(name, deployment, note)
                 state = PENDING
         self.invalidate(name)
-        torn = await asyncio.to_thread(
-            self._tear_down_runs, lambda run: run.endpoint == name and run.deployment == deployment, note)
+        torn = self._tear_down_runs(lambda run: run.endpoint == name and run.deployment == deployment, note)
         return {"endpoint": name, "deployment": deployment, "state": state, "runs_torn_down": torn}
 
-    async def _delete_deployment(self, name: str, deployment: str) -> str:
-        started = await self.arm.delete(f"/onlineEndpoints/{name}/deployments/{deployment}",
-                                        f"deleting deployment {deployment}")
-        await asyncio.to_thread(self.records().delete, self._pending_key(name, deployment))
+    def _delete_deployment(self, name: str, deployment: str) -> str:
+        started = self.control.delete_deployment(name, deployment)
+        self.records().delete(self._pending_key(name, deployment))
         return DELETING if started else DELETED
 
     @staticmethod
@@ -122,15 +110,15 @@ class Teardown:
                 out.append((str(pending["endpoint"]), str(pending["deployment"])))
         return out
 
-    async def resume_pending(self, name: str | None = None) -> int:
+    def resume_pending(self, name: str | None = None) -> int:
         """Finish deletions that waited for a traffic update; returns how many were started."""
         started = 0
-        for endpoint_name, deployment in await asyncio.to_thread(self._pending, name):
-            endpoint = await self.arm.endpoint(endpoint_name)
+        for endpoint_name, deployment in self._pending(name):
+            endpoint = self.control.endpoint(endpoint_name)
             if endpoint is None:
-                await asyncio.to_thread(self.records().delete, self._pending_key(endpoint_name, deployment))
-            elif _traffic(endpoint).get(deployment, 0) == 0 and _state(endpoint).lower() != "updating":
-                await self._delete_deployment(endpoint_name, deployment)
+                self.records().delete(self._pending_key(endpoint_name, deployment))
+            elif traffic_of(endpoint).get(deployment, 0) == 0 and provisioning_state(endpoint) != "updating":
+                self._delete_deployment(endpoint_name, deployment)
                 started += 1
         return started
 
@@ -146,26 +134,26 @@ class Teardown:
             log.info("teardown: runs %s → TORN_DOWN", ", ".join(torn))
         return torn
 
-    async def endpoint_status(self, name: str) -> dict[str, Any]:
-        await self.resume_pending(name)
-        endpoint = await self.arm.endpoint(name)
+    def endpoint_status(self, name: str) -> dict[str, Any]:
+        self.resume_pending(name)
+        endpoint = self.control.endpoint(name)
         if endpoint is None:
             return {"endpoint": name, "exists": False, "state": DELETED, "deployments": []}
-        traffic = _traffic(endpoint)
-        deployments = await self.arm.deployments(name)
-        pending = [d for _, d in await asyncio.to_thread(self._pending, name)]
-        return {"endpoint": name, "exists": True, "state": _state(endpoint), "traffic": traffic,
+        traffic = traffic_of(endpoint)
+        deployments = self.control.deployments(name)
+        pending = [d for _, d in self._pending(name)]
+        return {"endpoint": name, "exists": True, "state": state_of(endpoint), "traffic": traffic,
                 "deployments": [self._deployment_dict(d, traffic) for d in deployments],
                 "pending_deletions": pending}
 
-    async def deployment_status(self, name: str, deployment: str) -> dict[str, Any]:
-        await self.resume_pending(name)
-        found = await self.arm.deployment(name, deployment)
-        endpoint = await self.arm.endpoint(name) if found is not None else None
+    def deployment_status(self, name: str, deployment: str) -> dict[str, Any]:
+        self.resume_pending(name)
+        found = self.control.deployment(name, deployment)
+        endpoint = self.control.endpoint(name) if found is not None else None
         if found is None or endpoint is None:
             return {"endpoint": name, "deployment": deployment, "exists": False, "state": DELETED}
-        body = self._deployment_dict(found, _traffic(endpoint))
-        if (name, deployment) in await asyncio.to_thread(self._pending, name):
+        body = self._deployment_dict(found, traffic_of(endpoint))
+        if (name, deployment) in self._pending(name):
             body["state"] = PENDING
         return {"endpoint": name, "deployment": deployment, "exists": True, **body}
 
@@ -173,7 +161,7 @@ class Teardown:
     def _deployment_dict(deployment: Mapping[str, Any], traffic: Mapping[str, int]) -> dict[str, Any]:
         name = str(deployment.get("name"))
         model = (deployment.get("properties") or {}).get("model")
-        return {"name": name, "state": _state(deployment), "traffic": int(traffic.get(name, 0)),
+        return {"name": name, "state": state_of(deployment), "traffic": int(traffic.get(name, 0)),
                 "model": model_of(model, deployment.get("tags"))}
 
     def tuneflow_endpoints(self, default: str) -> list[str]:

@@ -1,9 +1,11 @@
-"""Translate azure-core exceptions into tuneflow's hierarchy (transient vs. permanent)."""
+"""Living with the azure-ai-ml SDK: its exceptions in tuneflow's hierarchy (transient vs. permanent), and
+its values that are sometimes plain strings and sometimes ``(str, Enum)`` members."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from shared.errors import AzureMLError, TransientError, TuneflowError
 
@@ -42,3 +44,10 @@ def _message(exc: Exception) -> str:
     error = getattr(exc, "error", None)
     message = getattr(error, "message", None) or getattr(exc, "message", None) or str(exc)
     return str(message).splitlines()[0][:500]
+
+
+def text(value: Any) -> str:
+    """``"Completed"`` for both ``"Completed"`` and ``JobStatus.COMPLETED`` (whose ``str()`` is its name)."""
+    if value is None:
+        return ""
+    return str(getattr(value, "value", value))

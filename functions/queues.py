@@ -1,4 +1,4 @@
-"""Blueprint: scoring jobs with a callback (queue trigger) — score, then deliver the signed webhook."""
+"""Blueprint: storage-queue triggers — scoring jobs with a callback (score, then deliver the signed webhook)."""
 
 import azure.functions as func
 
@@ -10,6 +10,6 @@ bp = func.Blueprint()
 @bp.function_name("score_jobs")
 @bp.queue_trigger(arg_name="msg", queue_name="%TUNEFLOW_SCORE_QUEUE%", connection="TUNEFLOW_STORAGE_CONNECTION")
 async def score_jobs(msg: func.QueueMessage) -> None:
-    from shared.api.triggers import on_score_job
+    from shared.handlers import on_score_job
 
     await on_score_job(msg.get_body().decode("utf-8"))

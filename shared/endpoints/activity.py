@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import orjson
 
+from shared.errors import ConflictError
 from shared.records import RecordStore
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ class Activity:
             record = ActivityRecord(endpoint, when, old.first_seen)
             if store.replace(key, _dump(record), current.etag) is not None:
                 return record
-        raise RuntimeError(f"activity record of {endpoint}: too many concurrent updates")
+        raise ConflictError(f"activity record of {endpoint}: too many concurrent updates", endpoint=endpoint)
 
     def get(self, endpoint: str) -> ActivityRecord:
         """The endpoint's activity; the first call for an endpoint starts its idle clock."""
