@@ -152,6 +152,9 @@ def start_devhost(
     # Explicit settings beat whatever the caller's shell happens to export (a stray AzureWebJobsStorage
     # must not send a test to the wrong storage); `env` beats both. devhost itself lets the environment win.
     inherited = dict(os.environ)
+    # The app hands the emulator's CA to each of its clients itself; a CA bundle inherited through the
+    # environment (tests set one for their own SDK calls) would hide a client that does not.
+    inherited.pop("REQUESTS_CA_BUNDLE", None)
     if settings_path is not None:
         try:
             values = json.loads(settings_path.read_text(encoding="utf-8-sig")).get("Values", {})

@@ -95,8 +95,7 @@ def start_stack(work_dir: Path, settings: Mapping[str, str] | None = None, *,
             "TUNEFLOW_RECONCILE_SCHEDULE": "*/10 * * * * *",
             **(settings or {}),
         }
-        devhost = start_devhost("function_app:app", port=devhost_port, settings=values,
-                                env={"REQUESTS_CA_BUNDLE": str(conn["ca_bundle"])}, timeout=60)
+        devhost = start_devhost("function_app:app", port=devhost_port, settings=values, timeout=60)
     except Exception:
         emulator.stop()
         azurite.stop()

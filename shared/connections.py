@@ -202,7 +202,8 @@ class Connections:
         return AzureML(ws, reg, t.subscription_id, t.resource_group, t.workspace)
 
     def http(self) -> httpx.Client:
-        """The pooled HTTP client for Azure ML's REST APIs (the control plane, smoke tests)."""
+        """The pooled HTTP client for Azure's REST APIs: Azure ML's control plane and smoke tests, the
+        notification topic (the emulator serves both, with its CA)."""
         return self._once("http", self._build_http)
 
     def _build_http(self) -> httpx.Client:
@@ -236,23 +237,3 @@ class Connections:
         account = str(s.storage_account_url).rstrip("/").replace(".blob.", ".queue.", 1)
         return QueueClient(account, name, credential=self.identity(), message_encode_policy=encode,
                            message_decode_policy=decode)
-
-    def eventgrid_publisher(self) -> Any:
-        """The client of the run-notification topic (a key, or the app's identity)."""
-        return self._once("eventgrid", self._build_eventgrid)
-
-    def _build_eventgrid(self) -> Any:
-        from azure.eventgrid import EventGridPublisherClient
-
-        s = self.settings
-        credential: Any
-        if s.eventgrid_topic_key:
-            from azure.core.credentials import AzureKeyCredential
-
-            credential = AzureKeyCredential(s.eventgrid_topic_key)
-        else:
-            credential = self.identity()
-        kwargs: dict[str, Any] = {}
-        if s.emulator_connection and self.ca_bundle:  # the emulator's topic speaks TLS with its own CA
-            kwargs["connection_verify"] = self.ca_bundle
-        return EventGridPublisherClient(str(s.eventgrid_topic_endpoint), credential, **kwargs)

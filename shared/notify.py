@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from shared.errors import TransientError
 from shared.records import RecordStore
 from shared.runs import Run
 
 if TYPE_CHECKING:
+    import httpx
+    from azure.core.credentials import TokenCredential
+
     from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,7 +38,7 @@ class Notifier:
     PREFIX = "outbox/"
 
     def __init__(self, settings: Settings, records: RecordStore, publisher: Callable[[], Any] | None = None) -> None:
-        """``publisher`` builds the topic client (an ``EventGridPublisherClient``), on the first event."""
+        """``publisher`` builds the topic client (a ``TopicPublisher``), on the first event."""
         self._settings = settings
         self._records = records
         self._publisher = publisher
@@ -48,7 +54,8 @@ class Notifier:
             return
         state = run.history[index].state.value
         key = f"{self.PREFIX}{run.run_id}/{index:04d}-{state}.json"
-        payload = {"type": event_type(state), "subject": f"runs/{run.run_id}", "data": run.summary_dict()}
+        payload = {"id": f"{run.run_id}-{index:04d}", "type": event_type(state), "subject": f"runs/{run.run_id}",
+                   "time": run.history[index].at, "data": run.summary_dict()}
         self._records.create(key, orjson.dumps(payload))
         self.flush(run.run_id)
 
@@ -78,9 +85,40 @@ class Notifier:
         return sent
 
     def _publish(self, payload: dict[str, Any]) -> None:
-        from azure.core.messaging import CloudEvent
-
-        event = CloudEvent(source=EVENT_SOURCE, type=payload["type"], subject=payload["subject"],
-                           data=payload["data"])
         assert self._publisher is not None  # enabled
-        self._publisher().send([event])
+        self._publisher().send([cloud_event(payload)])
+
+
+def cloud_event(payload: dict[str, Any]) -> dict[str, Any]:
+    """A CloudEvents 1.0 event (structured JSON); its id is stable, so a re-sent event can be de-duplicated."""
+    return {"specversion": "1.0", "id": str(payload.get("id") or uuid.uuid4()), "source": EVENT_SOURCE,
+            "type": payload["type"], "subject": payload["subject"],
+            "time": payload.get("time") or datetime.now(UTC).isoformat(), "datacontenttype": "application/json",
+            "data": payload["data"]}
+
+
+class TopicPublisher:
+    """Publishes CloudEvents to an Event Grid custom topic over its REST API (one POST per batch).
+
+    Not ``azure-eventgrid``: its client drops ``connection_verify`` for basic topics (4.22), so it could only
+    trust the local emulator's CA through a process-wide environment variable; the HTTP call is a few lines.
+    """
+
+    SCOPE = "https://eventgrid.azure.net/.default"
+
+    def __init__(self, endpoint: str, key: str | None, credential: Callable[[], TokenCredential],
+                 http: Callable[[], httpx.Client]) -> None:
+        self._endpoint = endpoint
+        self._key = key
+        self._credential = credential
+        self._http = http
+
+    def send(self, events: list[dict[str, Any]]) -> None:
+        headers = {"Content-Type": "application/cloudevents-batch+json; charset=utf-8"}
+        if self._key:
+            headers["aeg-sas-key"] = self._key
+        else:  # the app's identity, with the EventGrid Data Sender role on the topic
+            headers["Authorization"] = f"Bearer {self._credential().get_token(self.SCOPE).token}"
+        response = self._http().post(self._endpoint, content=orjson.dumps(events), headers=headers, timeout=10.0)
+        if response.status_code >= 300:
+            raise TransientError(f"Event Grid topic answered {response.status_code}", status=response.status_code)

@@ -91,6 +91,7 @@ class Run:
     endpoint: str | None = None
     deployment: str | None = None
     last_error: str | None = None
+    stalled_passes: int = 0  # reconciler passes in a row that failed on this run (see shared.lifecycle.reconcile)
     created_at: str = field(default_factory=now_iso)
     updated_at: str = field(default_factory=now_iso)
 

@@ -59,9 +59,11 @@ class Services:
 
     @once
     def notifier(self) -> Notifier:
-        from shared.notify import Notifier
+        from shared.notify import Notifier, TopicPublisher
 
-        return Notifier(self.settings, self.records, self.connections.eventgrid_publisher)
+        s, c = self.settings, self.connections
+        return Notifier(s, self.records, lambda: TopicPublisher(str(s.eventgrid_topic_endpoint), s.eventgrid_topic_key,
+                                                                c.identity, c.http))
 
     @once
     def runs(self) -> RunStore:

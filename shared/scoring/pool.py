@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
+    import httpx  # noqa: F401  (named in HttpPool's forward reference)
 
     from shared.scoring.http1 import Http1Client
 

@@ -188,11 +188,10 @@ def stack(azurite: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
                       "TUNEFLOW_WEBHOOK_ALLOW_PRIVATE": "true", "TUNEFLOW_WEBHOOK_BACKOFF_S": "0.5",
                       "TUNEFLOW_WEBHOOK_ATTEMPTS": "4", "TUNEFLOW_IDLE_TEARDOWN_MINUTES": "0.05"}
         strict = {**common, "TUNEFLOW_SCORE_QUEUE": f"strict-{suffix}", "TUNEFLOW_TEARDOWN_KEY": TEARDOWN_KEY}
-        env = {"REQUESTS_CA_BUNDLE": emu.ca_bundle}
-        dh = start_devhost("function_app:app", settings=permissive, env=env, extra_args=["--log-level", "debug"],
-                           timeout=60)
+        # no CA bundle in the app's environment: it passes the emulator's CA to its clients itself
+        dh = start_devhost("function_app:app", settings=permissive, extra_args=["--log-level", "debug"], timeout=60)
         handles.append(dh)
-        handles.append(start_devhost("function_app:app", settings=strict, env=env, timeout=60))
+        handles.append(start_devhost("function_app:app", settings=strict, timeout=60))
         settings = Settings.from_env({k: v for k, v in permissive.items() if k.startswith("TUNEFLOW_")})
         yield Stack(emu, endpoint, dh, handles[1], receiver, settings, admin)
         admin.close()

@@ -200,9 +200,76 @@ def test_unrelated_models_are_not_deployed_and_auto_deploy_tags_are(world):
     ctx, fake = world
     assert on_model_registered(ctx, model_event("model_registered_unrelated")) == "ignored"
     assert not fake.arm.deployments
+    fake.workspace.models[("Phi-3-mini-4k-instruct-ft", "3")] = SimpleNamespace(type="mlflow_model", tags={})
     assert on_model_registered(ctx, model_event("model_registered_pascal_int_version")) == "DEPLOYED"
     (run,) = list(ctx.runs.list())
     assert run.model == "Phi-3-mini-4k-instruct-ft:3" and run.dataset == "(registered outside tuneflow)"
+
+
+def test_a_forged_auto_deploy_event_creates_nothing(world):
+    ctx, fake = world
+    # tagged for auto-deploy, but no such model: no run record, no endpoint, no deployment
+    assert on_model_registered(ctx, model_event("model_registered_pascal_int_version")) == "ignored"
+    assert list(ctx.runs.list()) == [] and fake.arm.endpoints == {} and fake.arm.calls == []
+    fake.workspace.models[("Phi-3-mini-4k-instruct-ft", "3")] = SimpleNamespace(type="custom_model", tags={})
+    assert on_model_registered(ctx, model_event("model_registered_pascal_int_version")) == "ignored"
+    assert list(ctx.runs.list()) == [] and fake.arm.calls == []
+
+
+def test_a_model_event_naming_another_runs_model_is_ignored(world):
+    ctx, fake = world
+    deploy_ready(ctx, fake)  # registered Phi-3-mini-4k-instruct-ft:<RUN_ID>
+    forged = model_event("model_registered_camel", modelVersion="999")
+    assert on_model_registered(ctx, forged) == "ignored"
+    assert ctx.runs.get(RUN_ID).state == RunState.REGISTERED and fake.arm.calls == []
+
+
+def test_one_bad_run_never_stops_the_reconciler(world):
+    ctx, fake = world
+    submitted(ctx, "a" * 20)  # its job is gone: FAILED with the reason, at once
+    submitted(ctx, "b" * 20)  # the next run still converges
+    fake.add_job(f"tuneflow-{'b' * 20}", "Running")
+    outcome = reconcile(ctx)
+    gone = ctx.runs.get("a" * 20)
+    assert gone.state == RunState.FAILED and "no longer exists" in gone.last_error
+    assert ctx.runs.get("b" * 20).state == RunState.RUNNING
+    assert outcome["error"] == 1 and outcome["FAILED"] == 1 and outcome["RUNNING"] == 1
+
+
+def test_a_run_failing_transiently_is_given_up_after_a_bounded_number_of_passes(world, monkeypatch):
+    from shared.errors import TransientError
+    from shared.lifecycle import reconcile as reconciler
+
+    ctx, fake = world
+    submitted(ctx)
+
+    def down(name):
+        raise TransientError("Azure ML answered 503: busy")
+
+    fake.workspace.ws.jobs.get = down
+    monkeypatch.setattr(reconciler, "MAX_STALLED_PASSES", 3)
+    reconcile(ctx)
+    reconcile(ctx)
+    run = ctx.runs.get(RUN_ID)
+    assert run.state == RunState.SUBMITTED and run.stalled_passes == 2 and "503" in run.last_error
+    reconcile(ctx)
+    run = ctx.runs.get(RUN_ID)
+    assert run.state == RunState.FAILED and "gave up after 3 failed passes" in run.last_error
+
+
+def test_a_pass_that_succeeds_resets_the_stall_count(world):
+    from shared.errors import TransientError
+
+    ctx, fake = world
+    submitted(ctx)
+    real = fake.workspace.ws.jobs.get
+    fake.workspace.ws.jobs.get = lambda name: (_ for _ in ()).throw(TransientError("busy"))
+    reconcile(ctx)
+    assert ctx.runs.get(RUN_ID).stalled_passes == 1
+    fake.workspace.ws.jobs.get = real
+    fake.add_job(f"tuneflow-{RUN_ID}", "Running")
+    reconcile(ctx)
+    assert ctx.runs.get(RUN_ID).stalled_passes == 0 and ctx.runs.get(RUN_ID).state == RunState.RUNNING
 
 
 def test_instance_type_must_be_allowed_for_inference(world):

@@ -10,11 +10,13 @@ class FlakyTopic:
     def __init__(self) -> None:
         self.down = False
         self.received: list[tuple[str, str]] = []
+        self.events: list[dict] = []
 
     def send(self, events) -> None:
         if self.down:
             raise ConnectionError("topic unreachable")
-        self.received.extend((e.type, e.subject) for e in events)
+        self.received.extend((e["type"], e["subject"]) for e in events)
+        self.events.extend(events)
 
 
 TOPIC_SETTINGS = Settings.from_env({"TUNEFLOW_STORAGE_CONNECTION": "x",
@@ -74,3 +76,31 @@ def test_a_run_created_with_several_transitions_announces_each():
     runs.create(run)
     assert [t for t, _ in topic.received] == ["tuneflow.run.received", "tuneflow.run.validating",
                                               "tuneflow.run.rejected"]
+
+
+def test_the_topic_gets_a_cloudevents_batch_with_stable_ids_and_its_key():
+    import httpx
+    import orjson
+
+    from shared.notify import TopicPublisher
+
+    seen: list[httpx.Request] = []
+
+    def topic(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200 if len(seen) > 1 else 503)
+
+    client = httpx.Client(transport=httpx.MockTransport(topic))
+    publisher = TopicPublisher("https://topic.example/api/events", "topic-key", lambda: None, lambda: client)
+    records = MemoryRecordStore()
+    notifier = Notifier(TOPIC_SETTINGS, records, lambda: publisher)
+    runs = RunStore(records, on_transition=notifier.on_transition)
+    runs.create(Run(run_id="r3", state=RunState.RECEIVED, dataset="d", sources=[], base_model="m"))  # 503: kept
+    assert notifier.flush() == 1
+    first, again = (orjson.loads(r.content) for r in seen)
+    assert first == again  # the retry is the same event, so a consumer can de-duplicate it
+    (event,) = again
+    assert event["specversion"] == "1.0" and event["id"] == "r3-0000" and event["type"] == "tuneflow.run.received"
+    assert event["source"] == "/tuneflow/runs" and event["data"]["run_id"] == "r3"
+    assert seen[1].headers["aeg-sas-key"] == "topic-key"
+    assert seen[1].headers["content-type"].startswith("application/cloudevents-batch+json")
