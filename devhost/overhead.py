@@ -22,6 +22,8 @@ from typing import Any
 
 import azure.functions as func
 
+from devhost.process import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # The FunctionApp devhost hosts for the benchmark.
@@ -48,12 +50,6 @@ def make_starlette() -> Any:
         return Response(await request.body(), media_type="application/octet-stream")
 
     return Starlette(routes=[Route("/api/echo", echo, methods=["POST"])])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -142,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("devhost_args", nargs="*", help="extra devhost options after --, e.g. -- --log-level warning")
     args = p.parse_args(argv)
     print(f"{args.clients} concurrent keep-alive clients, {args.body}-byte POST echo, {args.seconds:.0f} s each")
-    port = _free_port()
+    port = free_port()
     bare = _run(
         [
             sys.executable,
@@ -159,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     with tempfile.TemporaryDirectory(prefix="devhost-bench-") as work:
         for path, name in (("/api/echo", "devhost async def"), ("/api/echo-sync", "devhost def (thread pool)")):
-            port = _free_port()
+            port = free_port()
             # default log level: every invocation is logged, as in normal use (--log-level warning drops it)
             cmd = [
                 sys.executable,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -98,6 +99,13 @@ def _status(url: str, master_key: str) -> str | None:
             return str(json.loads(response.read()).get("state"))
     except (urllib.error.URLError, OSError, ValueError):
         return None
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (the local stack's servers start on such ports)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def start_devhost(

@@ -17,7 +17,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from emulator import arm
-from emulator.azurite import BlobInfo
+from emulator.blobstore import BlobInfo
 
 if TYPE_CHECKING:
     from emulator.core import Emulator

@@ -67,13 +67,3 @@ class EmulatorConfig:
     def retry_after_header(self) -> str:
         return str(max(1, int(self.lro_retry_after)))
 
-    @classmethod
-    def from_env_defaults(cls, data_dir: Path, **overrides: Any) -> EmulatorConfig:
-        cfg = cls(data_dir=data_dir, **overrides)
-        env_dir = os.environ.get("TUNEFLOW_EMULATOR_BASE_MODEL_DIR")
-        if cfg.base_model_dir is None and env_dir:
-            cfg.base_model_dir = Path(env_dir)
-        env_name = os.environ.get("TUNEFLOW_EMULATOR_BASE_MODEL")
-        if env_name and "base_model_name" not in overrides:
-            cfg.base_model_name = env_name
-        return cfg

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator import arm
-from emulator.azurite import BlobStore
+from emulator.blobstore import BlobStore
 from emulator.config import EmulatorConfig
 from emulator.faults import FaultState
 from emulator.lro import Operations

@@ -66,9 +66,6 @@ class Operations:
                 return self.coll.get(op["id"]) or op
         return op
 
-    def resume_unfinished(self) -> list[dict[str, Any]]:
-        return [d for d in self.coll.values() if d.get("status") == IN_PROGRESS]
-
 
 async def operation_status(request: Request) -> Response:
     emu: Emulator = request.app.state.emu

@@ -81,14 +81,6 @@ def base_model_tags(name: str = "Phi-3-mini-4k-instruct") -> dict[str, str]:
     return tags
 
 
-def registry_prefix(emu: Emulator) -> str:
-    cfg = emu.cfg
-    return (
-        f"/subscriptions/{cfg.subscription_id}/resourceGroups/{cfg.registry_resource_group}"
-        f"/providers/{arm.PROVIDER}/registries/{cfg.registry_name}"
-    )
-
-
 def _model_version(emu: Emulator) -> dict[str, Any]:
     cfg = emu.cfg
     archived = emu.faults.current.base_model_archived

@@ -233,13 +233,11 @@ class Settings:
                 values[f.name] = _parse(hints[f.name], raw.strip())
             except ValueError as exc:
                 problems.append(f"{name}: {exc} (got {raw!r})" if not f.metadata["secret"] else f"{name}: {exc}")
-        settings = None
-        if not problems:
-            settings = cls(**values)
-            problems.extend(settings._check())
+        failed = {problem.split(":", 1)[0] for problem in problems}
+        settings = cls(**values)  # a value that did not parse keeps its default, so every range check still runs
+        problems.extend(p for p in settings._check() if p.split(":", 1)[0] not in failed)
         if problems:
             raise SettingsError("invalid settings: " + "; ".join(problems), settings=problems)
-        assert settings is not None
         return settings
 
     def _check(self) -> list[str]:
@@ -263,6 +261,8 @@ class Settings:
             ("TUNEFLOW_REPORT_EXAMPLES", self.report_examples),
             ("TUNEFLOW_INSTANCE_COUNT", self.instance_count),
             ("TUNEFLOW_REQUEST_TIMEOUT_MS", self.request_timeout_ms),
+            ("TUNEFLOW_MAX_REQUEST_KB", self.max_request_kb),
+            ("TUNEFLOW_WEBHOOK_ATTEMPTS", self.webhook_attempts),
         ):
             if number < 1:
                 problems.append(f"{env}: expected a positive integer (got {number})")
@@ -271,12 +271,6 @@ class Settings:
                 "TUNEFLOW_SCORING_TIMEOUT_S: expected 1 to 225 seconds, below the Functions 230 s HTTP limit "
                 f"(got {self.scoring_timeout_s:g})"
             )
-        for env, count in (
-            ("TUNEFLOW_MAX_REQUEST_KB", self.max_request_kb),
-            ("TUNEFLOW_WEBHOOK_ATTEMPTS", self.webhook_attempts),
-        ):
-            if count < 1:
-                problems.append(f"{env}: expected a positive integer (got {count})")
         for env, amount in (
             ("TUNEFLOW_SCORING_RETRIES", self.scoring_retries),
             ("TUNEFLOW_ENDPOINT_CACHE_S", self.endpoint_cache_s),

@@ -45,9 +45,15 @@ QUESTION = {"input_data": {"input_string": [{"role": "user", "content": "What is
                            "parameters": {"max_new_tokens": 24}}}
 
 
-def test_dataset_becomes_a_deployed_model(stack, runs):
-    upload(stack, "demo.jsonl", rows=200, seed=1)
-    run = wait_for(run_for(runs, "datasets/demo.jsonl", DONE), 600, "the first run to settle")
+@pytest.fixture(scope="module")
+def first(stack, runs):
+    """The first dataset's run, settled (each test may run alone: none relies on another having run)."""
+    upload(stack, "demo.jsonl", rows=200, seed=1)  # the same bytes again converge on the same run
+    return wait_for(run_for(runs, "datasets/demo.jsonl", DONE), 600, "the first run to settle")
+
+
+def test_dataset_becomes_a_deployed_model(stack, runs, first):
+    run = first
     assert run.state == RunState.DEPLOYED, f"{run.state}: {run.last_error}"
     states = [t.state for t in run.history]
     assert states[:3] == ["RECEIVED", "VALIDATING", "SUBMITTED"]
@@ -72,8 +78,8 @@ def test_dataset_becomes_a_deployed_model(stack, runs):
     assert announced() == expected
 
 
-def test_a_second_dataset_replaces_the_deployment_without_failed_requests(stack, runs):
-    first = wait_for(run_for(runs, "datasets/demo.jsonl", {RunState.DEPLOYED}), 10, "the first deployment")
+def test_a_second_dataset_replaces_the_deployment_without_failed_requests(stack, runs, first):
+    assert first.state == RunState.DEPLOYED, f"{first.state}: {first.last_error}"
     failures: list[str] = []
     served = 0
     stop = threading.Event()

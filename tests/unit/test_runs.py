@@ -2,7 +2,7 @@ import threading
 
 import pytest
 
-from shared.errors import InputError
+from shared.errors import ConflictError, InputError
 from shared.records import MemoryRecordStore
 from shared.runs import Run, RunState, RunStore, run_id_for
 
@@ -50,6 +50,38 @@ def test_concurrent_updates_lose_nothing():
         t.join()
     run = store.get("abc123")
     assert run is not None and sorted(run.sources[1:], key=int) == [str(i) for i in range(16)]
+
+
+def test_a_lost_compare_and_swap_is_retried_on_the_new_record():
+    store = RunStore(MemoryRecordStore(), retries=5)
+    store.create(new_run())
+    attempts: list[list[str]] = []
+
+    def mine(run: Run) -> bool:
+        attempts.append(list(run.sources))
+        if len(attempts) == 1:  # another writer lands between our read and our write
+            store.update("abc123", lambda other: other.sources.append("theirs") or True)
+        run.sources.append("mine")
+        return True
+
+    after = store.update("abc123", mine)
+    assert len(attempts) == 2 and "theirs" in attempts[1]  # the retry saw the other write
+    assert after.sources[-2:] == ["theirs", "mine"] and store.get("abc123").sources == after.sources
+
+
+def test_an_update_that_always_loses_gives_up_with_a_conflict():
+    store = RunStore(MemoryRecordStore(), retries=3)
+    store.create(new_run())
+    calls = []
+
+    def always_raced(run: Run) -> bool:
+        calls.append(1)
+        store.update("abc123", lambda other: other.sources.append("x") or True)
+        return True
+
+    with pytest.raises(ConflictError, match="gave up after 3"):
+        store.update("abc123", always_raced)
+    assert len(calls) == 3
 
 
 def test_json_round_trip_and_bad_ids():

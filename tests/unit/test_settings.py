@@ -28,6 +28,8 @@ def test_every_problem_is_named_with_what_is_expected():
     assert "TUNEFLOW_TEST_FRACTION: expected a number (got 'lots')" in message
     assert "TUNEFLOW_VALIDATION_POLICY: expected one of strict, drop-invalid" in message
     assert "TUNEFLOW_FINETUNE_PARAMS: expected a JSON object" in message
+    # a range problem is reported beside the parse problems, not only once everything else parsed
+    assert "TUNEFLOW_NUM_NODES: expected a positive integer (got 0)" in message
 
 
 def test_range_checks_and_missing_storage():
