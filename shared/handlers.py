@@ -89,6 +89,13 @@ def on_reconcile_timer(svc: Services | None = None) -> Counter[str]:
 
     svc = svc or services()
     outcome = reconcile(svc, resubmit=svc.ingestor.resume)
+    try:
+        swept = svc.ingestor.sweep()
+    except Exception as exc:  # storage trouble: the next tick sweeps again; notifications still go out
+        log.warning("reconcile: drop sweep failed: %s: %s", type(exc).__name__, exc)
+        swept = 0
+    if swept:
+        outcome["swept"] = swept
     sent = svc.notifier.flush()
     log.info("reconcile: %s; %d queued notifications sent", dict(outcome) or "nothing to do", sent)
     return outcome

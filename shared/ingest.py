@@ -26,6 +26,7 @@ from shared.storage import BlockWriter, SeekableBlob
 from shared.validation import ValidationOptions, ValidationReport, detect_format, validate_dataset
 
 if TYPE_CHECKING:
+    from shared.drops import DropLedger
     from azure.storage.blob import BlobClient, BlobServiceClient
 
     from shared.azureml.submit import SubmittedJob
@@ -96,14 +97,35 @@ class Ingestor:
         runs: RunStore,
         submitter: Submitter,
         new_attempt: Callable[[], str] = lambda: uuid.uuid4().hex[:12],
+        ledger: DropLedger | None = None,
     ) -> None:
         self._s = settings
         self._blobs = blobs
         self._runs = runs
         self._submitter = submitter
         self._new_attempt = new_attempt
+        self._ledger = ledger
 
     def handle(self, event: BlobCreated) -> IngestResult:
+        """One BlobCreated to an outcome; noted in the drop ledger unless it raised (then it is retried)."""
+        result = self._handle(event)
+        if self._ledger is not None and event.container == self._s.drop_container:
+            self._ledger.note(event.blob_name, event.etag, result.outcome)
+        return result
+
+    def sweep(self) -> int:
+        """Ingest dataset blobs whose event never came (see ``shared.drops``)."""
+        from datetime import timedelta
+
+        from shared.drops import sweep
+
+        s = self._s
+        if self._ledger is None or s.sweep_after_minutes <= 0:
+            return 0
+        return sweep(self._blobs.get_container_client(s.drop_container), self._ledger, self.handle,
+                     older_than=timedelta(minutes=s.sweep_after_minutes), limit=s.sweep_max)
+
+    def _handle(self, event: BlobCreated) -> IngestResult:
         received = now_iso()
         s = self._s
         if event.container != s.drop_container:

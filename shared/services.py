@@ -74,12 +74,13 @@ class Services:
     @once
     def ingestor(self) -> Ingestor:
         from shared.azureml.submit import PipelineSubmitter
+        from shared.drops import DropLedger
         from shared.ingest import Ingestor
 
         self.container(self.settings.drop_container)
         self.container(self.settings.output_container)
-        return Ingestor(self.settings, self.connections.blob_service(), self.runs, PipelineSubmitter(self.settings,
-                                                                                                     lambda: self.ml))
+        return Ingestor(self.settings, self.connections.blob_service(), self.runs,
+                        PipelineSubmitter(self.settings, lambda: self.ml), ledger=DropLedger(self.records))
 
     @once
     def read_test_sample(self) -> Callable[[str], bytes | None]:

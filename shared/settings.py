@@ -134,6 +134,12 @@ class Settings:
         "Seconds before a deployment's liveness probe starts (large models load slowly).",
         600,
     )
+    sweep_after_minutes: float = _s(
+        "TUNEFLOW_SWEEP_AFTER_MINUTES",
+        "The reconciler ingests a dataset blob no event brought once it is this old; 0 = never sweep.",
+        5.0,
+    )
+    sweep_max: int = _s("TUNEFLOW_SWEEP_MAX", "Most dataset blobs the reconciler ingests per pass.", 10)
     reconcile_schedule: str = _s(
         "TUNEFLOW_RECONCILE_SCHEDULE", "NCRONTAB schedule of the reconciler timer.", "0 */2 * * * *"
     )
@@ -275,6 +281,8 @@ class Settings:
             ("TUNEFLOW_SCORING_RETRIES", self.scoring_retries),
             ("TUNEFLOW_ENDPOINT_CACHE_S", self.endpoint_cache_s),
             ("TUNEFLOW_IDLE_TEARDOWN_MINUTES", self.idle_teardown_minutes),
+            ("TUNEFLOW_SWEEP_AFTER_MINUTES", self.sweep_after_minutes),
+            ("TUNEFLOW_SWEEP_MAX", self.sweep_max),
         ):
             if amount < 0:
                 problems.append(f"{env}: expected zero or more (got {amount:g})")

@@ -194,3 +194,33 @@ def test_parquet_datasets_stream_from_blob_storage(env):
     lines += output.download_blob(run.test_path).readall().splitlines()
     assert sorted(json.loads(line)["prompt_id"] for line in lines) == sorted(r["prompt_id"] for r in rows)
 
+
+
+def test_a_drop_whose_event_was_lost_is_swept_exactly_once(env):
+    svc, drop, output, arm = env
+    eager = Services(dataclasses.replace(svc.settings, sweep_after_minutes=1e-6), ml=svc.ml)
+    drop.get_blob_client("lost/data.jsonl").upload_blob(valid_jsonl(40, start=1000 * (3 + 1)), overwrite=True)  # no event
+    delivered = drop_and_deliver(eager, drop, "seen.jsonl", valid_jsonl(40, start=1000 * (4 + 1)))
+    assert delivered.outcome == "submitted"
+    assert eager.ingestor.sweep() == 1  # only the blob no event brought
+    (run,) = [r for r in eager.runs.list() if r.dataset.endswith("lost/data.jsonl")]
+    assert run.state == RunState.SUBMITTED and len(arm.jobs) == 2
+    assert eager.ingestor.sweep() == 0  # the ledger remembers it
+    late = on_blob_created(function_event(blob_created(drop.container_name, "lost/data.jsonl",
+                                                       etag=drop.get_blob_client("lost/data.jsonl")
+                                                       .get_blob_properties().etag)), eager)
+    assert late.outcome == "duplicate" and len(arm.jobs) == 2  # the late event converges on the same run
+    drop.get_blob_client("lost/data.jsonl").upload_blob(valid_jsonl(41, start=1000 * (5 + 1)), overwrite=True)  # new bytes
+    assert eager.ingestor.sweep() == 1 and len(arm.jobs) == 3
+
+
+def test_the_sweep_waits_for_events_that_may_still_come_and_is_bounded(env):
+    svc, drop, output, arm = env
+    for i in range(3):
+        drop.get_blob_client(f"recent-{i}.jsonl").upload_blob(valid_jsonl(20, start=1000 * (i + 1)), overwrite=True)
+    assert svc.ingestor.sweep() == 0  # younger than TUNEFLOW_SWEEP_AFTER_MINUTES (5): their events may be late
+    bounded = Services(dataclasses.replace(svc.settings, sweep_after_minutes=1e-6, sweep_max=2), ml=svc.ml)
+    assert bounded.ingestor.sweep() == 2 and bounded.ingestor.sweep() == 1 and bounded.ingestor.sweep() == 0
+    off = Services(dataclasses.replace(svc.settings, sweep_after_minutes=0), ml=svc.ml)
+    drop.get_blob_client("later.jsonl").upload_blob(valid_jsonl(20, start=1000 * (9 + 1)), overwrite=True)
+    assert off.ingestor.sweep() == 0
