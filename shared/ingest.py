@@ -26,10 +26,10 @@ from shared.storage import BlockWriter, SeekableBlob
 from shared.validation import ValidationOptions, ValidationReport, detect_format, validate_dataset
 
 if TYPE_CHECKING:
-    from shared.drops import DropLedger
     from azure.storage.blob import BlobClient, BlobServiceClient
 
     from shared.azureml.submit import SubmittedJob
+    from shared.drops import DropLedger
 
 log = logging.getLogger(__name__)
 MiB, KiB = 1024 * 1024, 1024
@@ -96,6 +96,7 @@ class Ingestor:
         blobs: BlobServiceClient,
         runs: RunStore,
         submitter: Submitter,
+        *,
         new_attempt: Callable[[], str] = lambda: uuid.uuid4().hex[:12],
         ledger: DropLedger | None = None,
     ) -> None:

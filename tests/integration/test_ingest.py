@@ -197,7 +197,7 @@ def test_parquet_datasets_stream_from_blob_storage(env):
 
 
 def test_a_drop_whose_event_was_lost_is_swept_exactly_once(env):
-    svc, drop, output, arm = env
+    svc, drop, _, arm = env
     eager = Services(dataclasses.replace(svc.settings, sweep_after_minutes=1e-6), ml=svc.ml)
     drop.get_blob_client("lost/data.jsonl").upload_blob(valid_jsonl(40, start=1000 * (3 + 1)), overwrite=True)  # no event
     delivered = drop_and_deliver(eager, drop, "seen.jsonl", valid_jsonl(40, start=1000 * (4 + 1)))
@@ -215,7 +215,7 @@ def test_a_drop_whose_event_was_lost_is_swept_exactly_once(env):
 
 
 def test_the_sweep_waits_for_events_that_may_still_come_and_is_bounded(env):
-    svc, drop, output, arm = env
+    svc, drop, _, _ = env
     for i in range(3):
         drop.get_blob_client(f"recent-{i}.jsonl").upload_blob(valid_jsonl(20, start=1000 * (i + 1)), overwrite=True)
     assert svc.ingestor.sweep() == 0  # younger than TUNEFLOW_SWEEP_AFTER_MINUTES (5): their events may be late
