@@ -70,6 +70,22 @@ async def chat_completions(req: func.HttpRequest) -> func.HttpResponse:
     return await _async(req, routes.chat_completions)
 
 
+@bp.function_name("api_models")
+@bp.route(route="v1/models", methods=["GET"])
+async def models(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.api import routes
+
+    return await _async(req, routes.list_models)
+
+
+@bp.function_name("api_model")
+@bp.route(route="v1/models/{id}", methods=["GET"])
+async def model(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.api import routes
+
+    return await _async(req, routes.get_model)
+
+
 @bp.function_name("api_runs")
 @bp.route(route="runs", methods=["GET"])
 def runs(req: func.HttpRequest) -> func.HttpResponse:

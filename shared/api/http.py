@@ -24,7 +24,7 @@ _TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
     403: "permission_error",
-    404: "not_found_error",
+    404: "invalid_request_error",  # as OpenAI answers an unknown model
     409: "conflict_error",
     413: "invalid_request_error",
     415: "invalid_request_error",
@@ -82,4 +82,7 @@ def http_answer(exc: Exception) -> Response:
         message = f"tuneflow is misconfigured: {message}"
     if exc.status >= 500:
         log.log(logging.WARNING if exc.transient else logging.ERROR, "request failed (%s): %s", exc.code, exc)
-    return error_response(exc.status, message, code=exc.code, param=exc.param, headers=exc.headers())
+    headers = dict(exc.headers())
+    if exc.status in (429, 503):  # clients (the OpenAI SDK among them) back off by it
+        headers.setdefault("Retry-After", "1")
+    return error_response(exc.status, message, code=exc.code, param=exc.param, headers=headers)

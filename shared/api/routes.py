@@ -12,6 +12,7 @@ import asyncio
 import functools
 import hmac
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -19,9 +20,12 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from shared.api.http import Request, Response, http_answer, json_response
-from shared.api.validation import NAME, ChatCall, chat_call, parse_json, score_call
-from shared.errors import ApiError, InputError, TransientError
+from shared.api.streaming import chat_chunks, sse_response
+from shared.api.validation import NAME, chat_call, parse_json, score_call
+from shared.errors import ApiError, InputError, ScoringError, TransientError
 from shared.runs import Run, RunState
+from shared.scoring import models as catalog
+from shared.scoring.models import ModelEntry
 from shared.scoring.resolve import EndpointInfo
 from shared.services import Services, services
 from shared.webhooks import ssrf
@@ -31,16 +35,16 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Handler = Callable[[Request, Services], Response]
 AsyncHandler = Callable[[Request, Services], Awaitable[Response]]
-MODEL_ALIASES = ("tuneflow", "default")
 
 
 def route(fn: Handler) -> Callable[[Request, Services | None], Response]:
     @functools.wraps(fn)
     def wrapper(request: Request, ctx: Services | None = None) -> Response:
         try:
-            return fn(request, ctx or services())
+            response = fn(request, ctx or services())
         except Exception as exc:
-            return http_answer(exc)
+            response = http_answer(exc)
+        return _with_request_id(request, response)
 
     return wrapper
 
@@ -49,11 +53,22 @@ def async_route(fn: AsyncHandler) -> Callable[[Request, Services | None], Corout
     @functools.wraps(fn)
     async def wrapper(request: Request, ctx: Services | None = None) -> Response:
         try:
-            return await fn(request, ctx or services())
+            response = await fn(request, ctx or services())
         except Exception as exc:
-            return http_answer(exc)
+            response = http_answer(exc)
+        return _with_request_id(request, response)
 
     return wrapper
+
+
+_REQUEST_ID = re.compile(r"[!-~]{1,128}")
+
+
+def _with_request_id(request: Request, response: Response) -> Response:
+    """Every answer names its request (OpenAI's ``x-request-id``): the caller's id when it sent a sane one."""
+    given = request.header("x-request-id") or ""
+    response.headers.setdefault("x-request-id", given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex)
+    return response
 
 
 def _prefix(request: Request, first_segment: str) -> str:
@@ -122,47 +137,83 @@ def score_status(request: Request, ctx: Services) -> Response:
 async def chat_completions(request: Request, ctx: Services) -> Response:
     s = ctx.settings
     call = chat_call(parse_json(request.body, s.max_request_kb * 1024, request.header("content-length")))
-    deployment = await _deployment_for_model(ctx, call)
-    result = await ctx.scorer.score(s.endpoint, call.payload, deployment)
-    ctx.activity.touch(s.endpoint)
+    entry = await _model_entry(ctx, call.model)
+    result = await ctx.scorer.score(entry.endpoint, call.payload, entry.deployment)
+    ctx.activity.touch(entry.endpoint)
+    text, finish = _cut_at_stop(result.output, call.stop)
+    model = result.model or call.model
+    headers = {"x-tuneflow-deployment": result.deployment} if result.deployment else {}
+    if call.stream:
+        return sse_response(chat_chunks(model, text, finish, result.usage if call.include_usage else None,
+                                        include_usage=call.include_usage), headers)
     body: dict[str, Any] = {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": result.model or call.model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": result.output},
-                     "finish_reason": "stop", "logprobs": None}],
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "finish_reason": finish, "logprobs": None}],
     }
-    if result.usage:
+    if result.usage:  # only what the deployment counted: never an estimate
         body["usage"] = result.usage
-    headers = {"x-tuneflow-deployment": result.deployment} if result.deployment else {}
     return json_response(200, body, headers)
 
 
-def _match_model(info: EndpointInfo, model: str) -> tuple[bool, str | None]:
-    """(matched, deployment to pin): a deployment name, its model name:version, or the endpoint itself."""
-    if model in info.models:
-        return True, model
-    for deployment, name_version in info.models.items():
-        if name_version == model:
-            return True, deployment
-    if model in (info.name, *MODEL_ALIASES):
-        return True, None
-    names = {nv.rsplit(":", 1)[0] for nv in info.models.values() if nv}
-    return (model in names), None
+def _cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, str]:
+    """OpenAI's ``stop``, honoured here: the answer ends before the first stop sequence."""
+    cuts = [i for i in (text.find(seq) for seq in stop) if i >= 0]
+    return (text[:min(cuts)], "stop") if cuts else (text, "stop")
 
 
-async def _deployment_for_model(ctx: Services, call: ChatCall) -> str | None:
-    info = await ctx.scorer.endpoint(ctx.settings.endpoint)
-    matched, deployment = _match_model(info, call.model)
-    if not matched:  # perhaps deployed after the cache was filled (looked up again at most every few seconds)
-        info = await ctx.scorer.refreshed(ctx.settings.endpoint, info)
-        matched, deployment = _match_model(info, call.model)
-    if not matched:
-        known = sorted({*info.models, *(v for v in info.models.values() if v), info.name})
-        raise ApiError(404, f"The model {call.model!r} does not exist on endpoint {info.name!r}; use one of: "
-                       + ", ".join(known), code="model_not_found", param="model")
-    return deployment
+async def _model_entry(ctx: Services, model: str) -> ModelEntry:
+    """Where ``model`` is served: the configured endpoint first (cached), then the other managed endpoints."""
+    configured = ctx.settings.endpoint
+    info = await _info(ctx, configured)
+    if info is not None:
+        found = catalog.match(info, model, default=True)
+        if found is None:  # perhaps deployed after the cache was filled (looked up again at most every few s)
+            info = await ctx.scorer.refreshed(configured, info)
+            found = catalog.match(info, model, default=True)
+        if found is not None:
+            return found
+    infos = [i for i in [info, *[await _info(ctx, n) for n in await _others(ctx)]] if i is not None]
+    for other in infos[1:] if info is not None else infos:
+        found = catalog.match(other, model)
+        if found is not None:
+            return found
+    known = ", ".join(e.id for e in catalog.listed(infos)) or "none: nothing is deployed"
+    raise ApiError(404, f"The model {model!r} does not exist; available models: {known}", code="model_not_found",
+                   param="model")
+
+
+async def _info(ctx: Services, endpoint: str) -> EndpointInfo | None:
+    """The endpoint's resolved details, or None when it does not exist."""
+    try:
+        return await ctx.scorer.endpoint(endpoint)
+    except ScoringError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+async def _others(ctx: Services) -> list[str]:
+    names = await asyncio.to_thread(ctx.teardown.tuneflow_endpoints, ctx.settings.endpoint)
+    return [n for n in names if n != ctx.settings.endpoint]
+
+
+@async_route
+async def list_models(request: Request, ctx: Services) -> Response:
+    infos = [i for i in [await _info(ctx, ctx.settings.endpoint), *[await _info(ctx, n) for n in await _others(ctx)]]
+             if i is not None]
+    return json_response(200, {"object": "list", "data": [e.public() for e in catalog.listed(infos)]})
+
+
+@async_route
+async def get_model(request: Request, ctx: Services) -> Response:
+    model = request.route_params.get("id", "")
+    entry = await _model_entry(ctx, model)
+    listed = {e.id: e for e in catalog.listed([i for i in [await _info(ctx, entry.endpoint)] if i is not None])}
+    return json_response(200, (listed.get(entry.id) or entry).public())
 
 
 # ------------------------------------------------------------------------------------------ runs, health

@@ -21,7 +21,8 @@ NAME = re.compile(r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$")
 SCORE_FIELDS = ("messages", "parameters", "deployment", "callback_url")
 CONTROL_FIELDS = ("deployment", "callback_url")  # ours, stripped from a native body before it goes on
 CHAT_FIELDS = ("model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "n",
-               "stream", "user")
+               "stop", "seed", "stream", "stream_options", "user")
+MAX_STOP = 4  # as OpenAI: up to four stop sequences
 MAX_URL = 2048
 
 
@@ -39,6 +40,9 @@ class ScoreCall:
 class ChatCall:
     payload: bytes
     model: str
+    stream: bool = False
+    include_usage: bool = False
+    stop: tuple[str, ...] = ()  # honoured by tuneflow: the answer is cut at the first one
 
 
 def parse_json(body: bytes, limit_bytes: int, declared_length: str | None = None) -> Any:
@@ -221,11 +225,18 @@ def chat_call(data: Any) -> ChatCall:
         raise bad_request("model is required: a deployment name, a model name:version, or the endpoint name",
                           param="model", code="missing_field" if model is None else "invalid_type")
     conversation = messages(body.get("messages"))
-    if body.get("stream"):
-        raise bad_request("stream=true is not supported; Azure ML chat deployments answer in one piece",
-                          param="stream")
+    stream = _flag(body.get("stream"), "stream")
+    include_usage = False
+    if body.get("stream_options") is not None:
+        if not stream:
+            raise bad_request("stream_options is only allowed when stream is true", param="stream_options")
+        options = _object(body["stream_options"], "stream_options")
+        _unknown(options, ("include_usage",), " in stream_options")
+        include_usage = _flag(options.get("include_usage"), "stream_options.include_usage")
     if "n" in body and body["n"] is not None and _integer(body["n"], "n") != 1:
         raise bad_request("n must be 1: a deployment returns one completion per request", param="n")
+    if body.get("user") is not None and not isinstance(body["user"], str):
+        raise bad_request("user must be a string", param="user", code="invalid_type")
     params: dict[str, Any] = {}
     temperature = body.get("temperature")
     if temperature is not None:
@@ -233,9 +244,37 @@ def chat_call(data: Any) -> ChatCall:
         params["do_sample"] = temperature > 0
         if temperature > 0:
             params["temperature"] = temperature
+    if body.get("seed") is not None:
+        _integer(body["seed"], "seed", lo=-(2**63))
+        if temperature != 0:  # greedy decoding is repeatable whatever the seed; sampling cannot be seeded
+            raise bad_request("seed is only honoured with temperature 0: Azure ML chat deployments take no seed, "
+                              "and greedy decoding is repeatable without one", param="seed")
     if body.get("top_p") is not None:
         params["top_p"] = _number(body["top_p"], "top_p", 0, 1, lo_open=True)
     for key in ("max_completion_tokens", "max_tokens"):
         if body.get(key) is not None:
             params["max_new_tokens"] = _integer(body[key], key)
-    return ChatCall(azureml_payload(conversation, params), model.strip())
+    return ChatCall(azureml_payload(conversation, params), model.strip(), stream, include_usage,
+                    _stop(body.get("stop")))
+
+
+def _flag(value: Any, at: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise bad_request(f"{at} must be true or false (got {_kind(value)})", param=at, code="invalid_type")
+    return value
+
+
+def _stop(value: Any) -> tuple[str, ...]:
+    """OpenAI's ``stop``: a string or up to four; tuneflow cuts the answer at the first one."""
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_STOP:
+        raise bad_request(f"stop must be a string or an array of 1 to {MAX_STOP} strings", param="stop",
+                          code="invalid_type")
+    for i, item in enumerate(items):
+        if not isinstance(item, str) or not item:
+            raise bad_request(f"stop[{i}] must be a non-empty string", param=f"stop[{i}]", code="invalid_type")
+    return tuple(items)

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from shared.connections import ML_SCOPE
@@ -31,6 +32,7 @@ class EndpointInfo:
     models: Mapping[str, str | None]  # deployment → "model name:version"
     traffic: Mapping[str, int]
     expires_at: float = float("inf")  # monotonic; a token-auth key may expire before the TTL
+    created: int = 0  # the endpoint's creation (epoch seconds), as OpenAI's model list reports it
 
 
 class Resolver(Protocol):
@@ -57,7 +59,7 @@ class ControlPlaneResolver:
             asyncio.to_thread(self._control.deployments, name))
         traffic = {str(k): int(v) for k, v in (props.get("traffic") or {}).items()}
         return EndpointInfo(name, str(props.get("scoringUri") or ""), key, deployment_models(deployments), traffic,
-                            expires)
+                            expires, _created(endpoint))
 
     async def _key(self, name: str, auth_mode: str) -> tuple[str, float]:
         if auth_mode == "key":
@@ -69,6 +71,15 @@ class ControlPlaneResolver:
         doc = await asyncio.to_thread(self._control.token, name)
         expiry = float(doc.get("expiryTimeUtc") or 0) or time.time() + 3600
         return str(doc.get("accessToken") or ""), self._clock() + max(0.0, expiry - time.time() - 300)
+
+
+def _created(resource: Mapping[str, object]) -> int:
+    system = resource.get("systemData")
+    raw = system.get("createdAt") if isinstance(system, Mapping) else None
+    try:
+        return int(datetime.fromisoformat(str(raw).replace("Z", "+00:00")).timestamp()) if raw else 0
+    except ValueError:
+        return 0
 
 
 class EndpointCache:

@@ -313,6 +313,54 @@ def test_openai_sdk_round_trip(stack: Stack) -> None:
         sdk.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.BadRequestError, match="n must be 1"):
         sdk.chat.completions.create(model="blue", messages=[{"role": "user", "content": "hi"}], n=2)
+    with pytest.raises(openai.BadRequestError, match="seed is only honoured with temperature 0"):
+        sdk.chat.completions.create(model="blue", messages=[{"role": "user", "content": "hi"}], seed=1,
+                                    temperature=0.8)
+
+
+def test_openai_sdk_lists_models_and_every_listed_id_answers(stack: Stack) -> None:
+    import openai
+
+    key = stack.dh.function_key
+    sdk = openai.OpenAI(base_url=f"{stack.dh.url}/api/v1", api_key=key, default_headers={"x-functions-key": key},
+                        max_retries=0)
+    listed = {m.id: m for m in sdk.models.list()}
+    assert set(listed) == {stack.endpoint, MODEL}
+    assert all(m.owned_by == "tuneflow" and m.object == "model" and m.created > 0 for m in listed.values())
+    assert sdk.models.retrieve(MODEL).id == MODEL
+    with pytest.raises(openai.NotFoundError):
+        sdk.models.retrieve("gpt-4o")
+    for model_id in listed:  # every id listed is accepted as `model`
+        answer = sdk.chat.completions.create(model=model_id, messages=[{"role": "user", "content": "hi"}])
+        assert answer.choices[0].message.content == "fake: hi"
+
+
+def test_openai_sdk_streaming_equals_the_unstreamed_answer(stack: Stack) -> None:
+    import openai
+
+    key = stack.dh.function_key
+    sdk = openai.OpenAI(base_url=f"{stack.dh.url}/api/v1", api_key=key, default_headers={"x-functions-key": key},
+                        max_retries=0)
+    messages = [{"role": "user", "content": "Capital of Peru?"}]
+    whole = sdk.chat.completions.create(model=MODEL, messages=messages, temperature=0)
+    chunks = list(sdk.chat.completions.create(model=MODEL, messages=messages, temperature=0, stream=True,
+                                              stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage is None  # the fake deployment counts no tokens
+    cut = sdk.chat.completions.create(model=MODEL, messages=messages, stop=["Peru"])
+    assert cut.choices[0].message.content == "fake: Capital of "
+
+
+def test_answers_carry_a_request_id(client: httpx.Client) -> None:
+    mine = client.post("/api/v1/chat/completions", json={"model": "blue", **CHAT}, headers={"x-request-id": "r-42"})
+    assert mine.headers["x-request-id"] == "r-42"
+    fresh = client.get("/api/runs")
+    assert len(fresh.headers["x-request-id"]) == 32
+    bad = client.post("/api/v1/chat/completions", json={"model": "nope", **CHAT})
+    assert bad.status_code == 404 and bad.headers["x-request-id"]
 
 
 def test_steady_state_scoring_makes_no_control_plane_calls(stack: Stack, client: httpx.Client) -> None:

@@ -172,7 +172,9 @@ def test_openai_unknown_model_is_404_listing_what_exists():
     w = make()
     response = chat(w, {"model": "gpt-4o", **CHAT})
     assert response.status == 404 and error_of(response)["code"] == "model_not_found"
-    assert "v9f8e-r2" in error_of(response)["message"] and w.upstream.requests == []
+    error = error_of(response)
+    assert error["type"] == "invalid_request_error" and error["param"] == "model"  # OpenAI's shape
+    assert "chat-ft:r2" in error["message"] and "tuneflow-chat" in error["message"] and w.upstream.requests == []
     for _ in range(20):  # unknown models do not each cost a control-plane lookup
         assert chat(w, {"model": "gpt-4o", **CHAT}).status == 404
     assert w.resolver.calls == 2  # the first resolution, and one look for a newer deployment

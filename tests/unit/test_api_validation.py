@@ -97,9 +97,19 @@ def test_openai_content_parts_are_joined():
     assert orjson.loads(call.payload)["input_data"]["input_string"][0]["content"] == "ab"
 
 
+def test_openai_parameters_tuneflow_honours():
+    call = chat_call({"model": "m", **CHAT, "stream": True, "stream_options": {"include_usage": True},
+                      "stop": "\n\n", "seed": 3, "temperature": 0, "user": "u"})
+    assert call.stream and call.include_usage and call.stop == ("\n\n",)
+    assert orjson.loads(call.payload)["input_data"]["parameters"] == {"do_sample": False}
+
+
 @pytest.mark.parametrize(("extra", "param"), [
-    ({"n": 2}, "n"), ({"stream": True}, "stream"), ({"tools": []}, "tools"), ({"temperature": 3}, "temperature"),
-    ({"model": None}, "model"), ({"max_tokens": "many"}, "max_tokens"),
+    ({"n": 2}, "n"), ({"stream": "yes"}, "stream"), ({"tools": []}, "tools"), ({"temperature": 3}, "temperature"),
+    ({"model": None}, "model"), ({"max_tokens": "many"}, "max_tokens"), ({"seed": 7, "temperature": 0.7}, "seed"),
+    ({"seed": 7}, "seed"), ({"stop": ["a", "b", "c", "d", "e"]}, "stop"), ({"stop": [""]}, "stop[0]"),
+    ({"stream_options": {"include_usage": True}}, "stream_options"), ({"user": 5}, "user"),
+    ({"stream": True, "stream_options": {"include_usage": 1}}, "stream_options.include_usage"),
 ])
 def test_openai_refusals(extra, param):
     err = refused(chat_call, {"model": "m", **CHAT, **extra})

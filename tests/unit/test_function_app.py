@@ -14,6 +14,8 @@ EXPECTED = {
     "api_score_status": ("httpTrigger", {"http"}),
     "api_chat_completions": ("httpTrigger", {"http"}),
     "api_runs": ("httpTrigger", {"http"}),
+    "api_models": ("httpTrigger", {"http"}),
+    "api_model": ("httpTrigger", {"http"}),
     "api_run": ("httpTrigger", {"http"}),
     "api_health": ("httpTrigger", {"http"}),
     "api_teardown_endpoint": ("httpTrigger", {"http"}),
