@@ -40,6 +40,7 @@ class HttpInfo:
     methods: frozenset[str] | None  # None: every method
     auth_level: str  # "anonymous" | "function" | "admin"
     output_name: str  # "$return" or the name of an Out[HttpResponse] parameter
+    streams: bool = False  # takes the HTTP streams extension's Request (FastAPI/Starlette), as the worker checks
 
 
 @dataclass
@@ -182,6 +183,7 @@ def _function_spec(function: func.Function) -> FunctionSpec:
             methods=frozenset(methods) if methods else None,
             auth_level=str(trigger.get("authLevel") or "function").lower(),
             output_name=str(http_out[0]["name"]) if http_out else "$return",
+            streams=_is_streams_request(spec.annotations.get(spec.trigger_name)),
         )
         unknown = (spec.http.methods or frozenset()) - ALL_METHODS
         if unknown:
@@ -200,3 +202,15 @@ def discover(app: func.FunctionRegister) -> list[FunctionSpec]:
     if not specs:
         raise DiscoveryError("the app defines no functions")
     return specs
+
+
+def _is_streams_request(annotation: Any) -> bool:
+    """The HTTP streams extension's request type (``azurefunctions.extensions.http.fastapi.Request`` is
+    Starlette's): the worker then proxies the raw HTTP exchange, and the function may stream its answer."""
+    if not isinstance(annotation, type):
+        return False
+    try:
+        from starlette.requests import Request
+    except ImportError:
+        return False
+    return issubclass(annotation, Request)

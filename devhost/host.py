@@ -125,6 +125,35 @@ def _url(scope: Scope, headers: Mapping[str, str]) -> str:
     return f"{scope.get('scheme', 'http')}://{host}{raw.decode('latin-1')}" + (f"?{qs.decode('latin-1')}" if qs else "")
 
 
+def _replay(body: bytes, then: Receive) -> Receive:
+    """An ASGI ``receive`` that hands over a body already read (once), then the client's own messages
+    (its disconnect, when it goes away)."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await then()
+
+    return receive
+
+
+def _streams_request(scope: Scope, body: bytes, route_values: Mapping[str, str], receive: Receive) -> Any:
+    from starlette.requests import Request
+
+    return Request({**scope, "path_params": dict(route_values)}, _replay(body, receive))
+
+
+def _is_asgi_response(value: object) -> bool:
+    try:
+        from starlette.responses import Response
+    except ImportError:
+        return False
+    return isinstance(value, Response)
+
+
 def response_parts(value: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """A function's HTTP result as the worker + host turn it into a response."""
     if value is None:  # no response set: the host answers 200 with no body
@@ -243,15 +272,19 @@ class DevHost:
         if length and length.isdigit() and int(length) > MAX_REQUEST_BODY:
             raise _TooLarge
         body = await _read_body(receive, MAX_REQUEST_BODY)
-        request = HttpRequest(
-            method,
-            _url(scope, headers),
-            headers=headers,
-            params=query,
-            route_params=route_values,
-            body_type="bytes",
-            body=body,
-        )
+        request: Any
+        if http.streams:  # HTTP streams: the function gets the raw exchange (route values in path_params)
+            request = _streams_request(scope, body, route_values, receive)
+        else:
+            request = HttpRequest(
+                method,
+                _url(scope, headers),
+                headers=headers,
+                params=query,
+                route_params=route_values,
+                body_type="bytes",
+                body=body,
+            )
         outcome = await self.invoker.invoke(
             spec,
             request,
@@ -263,6 +296,10 @@ class DevHost:
             await _respond(send, 500)
             return
         value = outcome.returned if http.output_name == "$return" else (outcome.outputs or {}).get(http.output_name)
+        if http.streams and _is_asgi_response(value):
+            assert value is not None
+            await value(scope, receive, send)  # a StreamingResponse goes out chunk by chunk, as it is made
+            return
         try:
             status, out_headers, out_body = response_parts(value)
         except (TypeError, ValueError) as e:

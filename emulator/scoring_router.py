@@ -128,13 +128,12 @@ class ScoringRouter:
             message = await receive()
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
+        accept = dict(scope.get("headers") or []).get(b"accept", b"application/json").decode("latin-1")
+        request = self.client.build_request(
+            "POST", f"http://127.0.0.1:{port}/score", content=b"".join(chunks), timeout=timeout,
+            headers={"content-type": content_type.decode(), "x-request-id": request_id.decode(), "accept": accept})
         try:
-            upstream = await self.client.post(
-                f"http://127.0.0.1:{port}/score",
-                content=b"".join(chunks),
-                headers={"content-type": content_type.decode(), "x-request-id": request_id.decode()},
-                timeout=timeout,
-            )
+            upstream = await self.client.send(request, stream=True)  # a streaming answer is passed on as it comes
         except httpx.TimeoutException:
             await self._error(send, 408, f"Request timed out after {timeout:g} s.", request_id)
             return
@@ -146,7 +145,15 @@ class ScoringRouter:
             (b"azureml-model-deployment", deployment.encode()),
             (b"x-request-id", request_id),
         ]
-        await _send(send, upstream.status_code, upstream.content, headers)
+        try:
+            await send({"type": "http.response.start", "status": upstream.status_code, "headers": headers})
+            async for piece in upstream.aiter_raw():
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        except httpx.HTTPError:  # the deployment broke off mid-answer: so does the endpoint, as Azure would
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            await upstream.aclose()
 
 
 def app(emu: Emulator) -> ScoringRouter:

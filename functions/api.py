@@ -1,20 +1,23 @@
-"""Blueprint: the HTTP front door (scoring, OpenAI-compatible chat, runs, teardown, health).
+"""Blueprint: the HTTP front door (scoring, OpenAI-compatible chat, models, runs, teardown, health).
 
-Each function converts ``func.HttpRequest`` into ``shared.api.http.Request``, calls the route in
-``shared.api.routes`` and converts the answer back. Nothing heavier than azure.functions is imported
-at module level: the library loads on the first call (cold-start budget).
+The functions use the Functions HTTP streams feature (``azurefunctions-extensions-http-fastapi``: FastAPI /
+Starlette request and response types, ``PYTHON_ENABLE_INIT_INDEXING=1``), so a streamed chat answer goes
+out as the deployment produces it. The feature is app-wide: with it on, every HTTP function takes these
+types. Each converts the request into ``shared.api.http.Request``, calls its route in ``shared.api.routes``
+and converts the answer back; routes that block (storage, the control plane) run on a worker thread.
+The library loads on the first call (cold-start budget).
 """
 
-from __future__ import annotations
-
+import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import azure.functions as func
+from azurefunctions.extensions.http.fastapi import Request, Response, StreamingResponse
 
 if TYPE_CHECKING:
-    from shared.api.http import Request, Response
+    from shared.api import http
     from shared.services import Services
 
 bp = func.Blueprint()
@@ -26,29 +29,33 @@ TEARDOWN_AUTH = (func.AuthLevel.ANONYMOUS if os.environ.get("TUNEFLOW_TEARDOWN_K
                  else func.AuthLevel.ADMIN)
 
 
-def _request(req: func.HttpRequest) -> Request:
-    from shared.api.http import Request
+async def _request(req: Request) -> "http.Request":
+    from shared.api.http import Request as LibraryRequest
 
-    return Request(method=req.method, url=req.url, headers={k.lower(): v for k, v in req.headers.items()},
-                   params=dict(req.params), route_params=dict(req.route_params), body=req.get_body() or b"")
-
-
-def _response(resp: Response) -> func.HttpResponse:
-    return func.HttpResponse(body=resp.body, status_code=resp.status, headers=resp.headers)
+    return LibraryRequest(method=req.method, url=str(req.url), headers={k.lower(): v for k, v in req.headers.items()},
+                          params=dict(req.query_params), route_params={k: str(v) for k, v in req.path_params.items()},
+                          body=await req.body())
 
 
-def _sync(req: func.HttpRequest, route: Callable[[Request, Services | None], Response]) -> func.HttpResponse:
-    return _response(route(_request(req), None))
+def _response(resp: "http.Response") -> Response:
+    if resp.stream is not None:
+        return StreamingResponse(resp.stream, status_code=resp.status, headers=resp.headers)
+    return Response(content=resp.body, status_code=resp.status, headers=resp.headers)
 
 
-async def _async(req: func.HttpRequest,
-                 route: Callable[[Request, Services | None], Awaitable[Response]]) -> func.HttpResponse:
-    return _response(await route(_request(req), None))
+async def _sync(req: Request, route: "Callable[[http.Request, Services | None], http.Response]") -> Response:
+    request = await _request(req)
+    return _response(await asyncio.to_thread(route, request, None))
+
+
+async def _async(req: Request,
+                 route: "Callable[[http.Request, Services | None], Awaitable[http.Response]]") -> Response:
+    return _response(await route(await _request(req), None))
 
 
 @bp.function_name("api_score")
 @bp.route(route="score", methods=["POST"])
-async def score(req: func.HttpRequest) -> func.HttpResponse:
+async def score(req: Request) -> Response:
     from shared.api import routes
 
     return await _async(req, routes.score)
@@ -56,15 +63,15 @@ async def score(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.function_name("api_score_status")
 @bp.route(route="score/{id}", methods=["GET"])
-def score_status(req: func.HttpRequest) -> func.HttpResponse:
+async def score_status(req: Request) -> Response:
     from shared.api import routes
 
-    return _sync(req, routes.score_status)
+    return await _sync(req, routes.score_status)
 
 
 @bp.function_name("api_chat_completions")
 @bp.route(route="v1/chat/completions", methods=["POST"])
-async def chat_completions(req: func.HttpRequest) -> func.HttpResponse:
+async def chat_completions(req: Request) -> Response:
     from shared.api import routes
 
     return await _async(req, routes.chat_completions)
@@ -72,7 +79,7 @@ async def chat_completions(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.function_name("api_models")
 @bp.route(route="v1/models", methods=["GET"])
-async def models(req: func.HttpRequest) -> func.HttpResponse:
+async def models(req: Request) -> Response:
     from shared.api import routes
 
     return await _async(req, routes.list_models)
@@ -80,7 +87,7 @@ async def models(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.function_name("api_model")
 @bp.route(route="v1/models/{id}", methods=["GET"])
-async def model(req: func.HttpRequest) -> func.HttpResponse:
+async def model(req: Request) -> Response:
     from shared.api import routes
 
     return await _async(req, routes.get_model)
@@ -88,55 +95,55 @@ async def model(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.function_name("api_runs")
 @bp.route(route="runs", methods=["GET"])
-def runs(req: func.HttpRequest) -> func.HttpResponse:
+async def runs(req: Request) -> Response:
     from shared.api import routes
 
-    return _sync(req, routes.list_runs)
+    return await _sync(req, routes.list_runs)
 
 
 @bp.function_name("api_run")
 @bp.route(route="runs/{id}", methods=["GET"])
-def run(req: func.HttpRequest) -> func.HttpResponse:
+async def run(req: Request) -> Response:
     from shared.api import routes
 
-    return _sync(req, routes.get_run)
+    return await _sync(req, routes.get_run)
 
 
 @bp.function_name("api_health")
 @bp.route(route="health", methods=["GET"])
-def health(req: func.HttpRequest) -> func.HttpResponse:
+async def health(req: Request) -> Response:
     from shared.api import routes
 
-    return _sync(req, routes.health)
+    return await _sync(req, routes.health)
 
 
 @bp.function_name("api_teardown_endpoint")
 @bp.route(route="endpoints/{name}", methods=["DELETE"], auth_level=TEARDOWN_AUTH)
-def teardown_endpoint(req: func.HttpRequest) -> func.HttpResponse:
+async def teardown_endpoint(req: Request) -> Response:
     from shared.api import routes
 
-    return _sync(req, routes.teardown_endpoint)
+    return await _sync(req, routes.teardown_endpoint)
 
 
 @bp.function_name("api_teardown_deployment")
 @bp.route(route="endpoints/{name}/deployments/{deployment}", methods=["DELETE"], auth_level=TEARDOWN_AUTH)
-def teardown_deployment(req: func.HttpRequest) -> func.HttpResponse:
+async def teardown_deployment(req: Request) -> Response:
     from shared.api import routes
 
-    return _sync(req, routes.teardown_deployment)
+    return await _sync(req, routes.teardown_deployment)
 
 
 @bp.function_name("api_endpoint_status")
 @bp.route(route="endpoints/{name}/status", methods=["GET"])
-def endpoint_status(req: func.HttpRequest) -> func.HttpResponse:
+async def endpoint_status(req: Request) -> Response:
     from shared.api import routes
 
-    return _sync(req, routes.endpoint_status)
+    return await _sync(req, routes.endpoint_status)
 
 
 @bp.function_name("api_deployment_status")
 @bp.route(route="endpoints/{name}/deployments/{deployment}/status", methods=["GET"])
-def deployment_status(req: func.HttpRequest) -> func.HttpResponse:
+async def deployment_status(req: Request) -> Response:
     from shared.api import routes
 
-    return _sync(req, routes.deployment_status)
+    return await _sync(req, routes.deployment_status)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,11 @@ class Generator:
             raise BadRequest(f"the input is {ids.shape[1]} tokens; the model's context is {self.context} tokens")
         return ids
 
-    def complete(self, item: ScoringInput, params: GenerationParams, deadline: float) -> str:
-        """The generated reply (special tokens removed). Raises DeadlineExceeded past ``deadline``."""
-        from transformers import StoppingCriteria, StoppingCriteriaList
+    def complete(self, item: ScoringInput, params: GenerationParams, deadline: float,
+                 on_text: Callable[[str], None] | None = None) -> str:
+        """The generated reply (special tokens removed). Raises DeadlineExceeded past ``deadline``.
+        ``on_text`` receives the reply as it is generated, piece by piece; the pieces join to the reply."""
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
 
         torch = self._torch
         if time.monotonic() >= deadline:
@@ -66,9 +69,40 @@ class Generator:
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if on_text is not None:
+            trimmed = _Trimmed(on_text)
+
+            class _Pieces(TextStreamer):
+                def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+                    trimmed.feed(text)
+
+            kwargs["streamer"] = _Pieces(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         with torch.inference_mode():
             out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
         if expired.is_set():
             raise DeadlineExceeded
         text: str = self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
         return text.strip()
+
+
+class _Trimmed:
+    """Passes text on without its leading and trailing whitespace, as ``complete`` returns it: leading
+    whitespace is dropped, inner whitespace held until more text follows."""
+
+    def __init__(self, out: Callable[[str], None]) -> None:
+        self._out = out
+        self._started = False
+        self._held = ""
+
+    def feed(self, text: str) -> None:
+        if not self._started:
+            text = text.lstrip()
+            if not text:
+                return
+            self._started = True
+        body = text.rstrip()
+        if body:
+            self._out(self._held + body)
+            self._held = text[len(body):]
+        else:
+            self._held += text

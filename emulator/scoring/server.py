@@ -4,7 +4,9 @@ The server listens at once and loads the model in the background: ``/liveness`` 
 start, ``/``, ``/health``, ``/readiness`` and ``/score`` answer 503 until the model is loaded. Once it
 is, the ready file (if asked for) is written with the actual port. Generation runs in one worker
 thread, so the event loop keeps answering probes, requests queue in arrival order (as Azure's
-``max_concurrent_requests_per_instance: 1`` does) and each gets the timeout from its arrival.
+``max_concurrent_requests_per_instance: 1`` does) and each gets the timeout from its arrival. A request
+that accepts ``text/event-stream`` is answered token by token as server-sent events (the emulator's
+stand-in for a deployment that streams; Azure ML's MLflow chat deployments answer in one piece).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +24,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from emulator.scoring.contract import BadRequest, ScoringRequest, parse_request
@@ -66,6 +69,8 @@ class Deployment:
         except BadRequest as exc:
             return error(400, "BadRequest", str(exc))
         loop = asyncio.get_running_loop()
+        if "text/event-stream" in request.headers.get("accept", "") and len(parsed.inputs) == 1:
+            return self._stream(parsed, deadline)
         job = loop.run_in_executor(self.executor, self._run, parsed, deadline)
         try:
             records = await asyncio.wait_for(asyncio.shield(job), timeout=max(0.0, deadline - time.monotonic()))
@@ -81,6 +86,39 @@ class Deployment:
             return error(500, "InternalServerError", f"generation failed: {type(exc).__name__}: {exc}")
         self.served += 1
         return JSONResponse(records)
+
+
+    def _stream(self, request: ScoringRequest, deadline: float) -> Response:
+        """The reply as server-sent events, one per piece as it is generated: ``data: {"0": "<text>"}``, then
+        ``data: [DONE]`` (an ``{"error": ...}`` event instead when generation fails midway)."""
+        assert self.generator is not None
+        generator = self.generator
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        def put(event: bytes | None) -> None:
+            loop.call_soon_threadsafe(pieces.put_nowait, event)
+
+        def run() -> None:
+            try:
+                generator.complete(request.inputs[0], request.params, deadline,
+                                   on_text=lambda text: put(b"data: " + json.dumps({"0": text}).encode() + b"\n\n"))
+                put(b"data: [DONE]\n\n")
+                self.served += 1
+            except Exception as exc:  # the status line is sent: the failure travels as an event
+                self.failed += 1
+                put(b"data: " + json.dumps({"error": {"code": type(exc).__name__, "message": str(exc)}}).encode()
+                    + b"\n\n")
+            finally:
+                put(None)
+
+        self.executor.submit(run)
+
+        async def events() -> AsyncIterator[bytes]:
+            while (event := await pieces.get()) is not None:
+                yield event
+
+        return StreamingResponse(events(), media_type="text/event-stream")
 
 
 def build_app(deployment: Deployment) -> Starlette:

@@ -10,7 +10,7 @@ Every error answers with one JSON shape, the one OpenAI clients already parse::
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,7 @@ class Response:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    stream: AsyncIterator[bytes] | None = None  # a body sent as it is produced (server-sent events)
 
     def json(self) -> Any:
         return orjson.loads(self.body)

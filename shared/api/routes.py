@@ -20,13 +20,14 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from shared.api.http import Request, Response, http_answer, json_response
-from shared.api.streaming import chat_chunks, sse_response
+from shared.api.streaming import live_chunks, sse_response
 from shared.api.validation import NAME, chat_call, parse_json, score_call
 from shared.errors import ApiError, InputError, ScoringError, TransientError
 from shared.runs import Run, RunState
 from shared.scoring import models as catalog
 from shared.scoring.models import ModelEntry
 from shared.scoring.resolve import EndpointInfo
+from shared.scoring.stream import open_stream
 from shared.services import Services, services
 from shared.webhooks import ssrf
 from shared.webhooks.jobs import ScoreJob, is_job_id
@@ -138,14 +139,18 @@ async def chat_completions(request: Request, ctx: Services) -> Response:
     s = ctx.settings
     call = chat_call(parse_json(request.body, s.max_request_kb * 1024, request.header("content-length")))
     entry = await _model_entry(ctx, call.model)
+    if call.stream:
+        streamed = await open_stream(ctx.scorer, ctx.stream_client.get, entry.endpoint, call.payload,
+                                     entry.deployment, timeout_s=s.scoring_timeout_s, retries=s.scoring_retries)
+        ctx.activity.touch(entry.endpoint)
+        headers = {"x-tuneflow-deployment": streamed.deployment} if streamed.deployment else {}
+        return sse_response(live_chunks(streamed.model or call.model, streamed.pieces, call.stop,
+                                        include_usage=call.include_usage), headers)
     result = await ctx.scorer.score(entry.endpoint, call.payload, entry.deployment)
     ctx.activity.touch(entry.endpoint)
     text, finish = _cut_at_stop(result.output, call.stop)
     model = result.model or call.model
     headers = {"x-tuneflow-deployment": result.deployment} if result.deployment else {}
-    if call.stream:
-        return sse_response(chat_chunks(model, text, finish, result.usage if call.include_usage else None,
-                                        include_usage=call.include_usage), headers)
     body: dict[str, Any] = {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",

@@ -1,49 +1,94 @@
 """OpenAI's streamed chat answer: server-sent events of ``chat.completion.chunk`` objects.
 
-A role delta, the content, a final chunk with ``finish_reason``, optionally a usage chunk
-(``stream_options.include_usage``: ``usage`` is null when the deployment counted nothing — tuneflow
-never presents an estimate as a count), then ``data: [DONE]``. Today the deployment's answer is
-complete before the first event is written (the content arrives as one delta), so clients that always
-stream work; passing a streaming deployment's tokens through as they come is not done yet.
+A role delta, content deltas as the deployment produces them (one, when it answers in one piece), a
+final chunk with ``finish_reason``, optionally a usage chunk (``stream_options.include_usage``: ``usage``
+is null when the deployment counted nothing — tuneflow never presents an estimate as a count), then
+``data: [DONE]``. A failure after the first event is sent as OpenAI sends it, ``data: {"error": …}``,
+and the stream ends: clients raise it rather than see a broken connection.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import orjson
 
 from shared.api.http import Response
+from shared.errors import TuneflowError
 
 
 def _event(data: Mapping[str, Any]) -> bytes:
+    """One server-sent event."""
     return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
-def chat_chunks(model: str, text: str, finish: str, usage: Mapping[str, int] | None, *,
-                include_usage: bool) -> Iterator[bytes]:
-    base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
-            "model": model, "system_fingerprint": None}
+class _Chunks:
+    def __init__(self, model: str, include_usage: bool) -> None:
+        self.include_usage = include_usage
+        self.base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
+                     "created": int(time.time()), "model": model, "system_fingerprint": None}
 
-    def chunk(delta: Mapping[str, Any], finish_reason: str | None) -> bytes:
-        body: dict[str, Any] = {**base, "choices": [{"index": 0, "delta": dict(delta), "logprobs": None,
-                                                      "finish_reason": finish_reason}]}
-        if include_usage:
+    def chunk(self, delta: Mapping[str, Any], finish_reason: str | None = None) -> bytes:
+        body: dict[str, Any] = {**self.base, "choices": [{"index": 0, "delta": dict(delta), "logprobs": None,
+                                                           "finish_reason": finish_reason}]}
+        if self.include_usage:
             body["usage"] = None  # on every chunk but the last, as OpenAI sends it
         return _event(body)
 
-    yield chunk({"role": "assistant", "content": ""}, None)
-    if text:
-        yield chunk({"content": text}, None)
-    yield chunk({}, finish)
-    if include_usage:
-        yield _event({**base, "choices": [], "usage": dict(usage) if usage else None})
-    yield b"data: [DONE]\n\n"
+    def end(self, finish: str, usage: Mapping[str, int] | None) -> Iterator[bytes]:
+        yield self.chunk({}, finish)
+        if self.include_usage:
+            yield _event({**self.base, "choices": [], "usage": dict(usage) if usage else None})
+        yield DONE
 
 
-def sse_response(events: Iterator[bytes], headers: Mapping[str, str] | None = None) -> Response:
-    return Response(200, b"".join(events), {"Content-Type": "text/event-stream; charset=utf-8",
-                                            "Cache-Control": "no-cache", **(headers or {})})
+DONE = b"data: [DONE]\n\n"
+
+
+async def live_chunks(model: str, pieces: AsyncIterator[str], stop: tuple[str, ...], *,
+                      include_usage: bool) -> AsyncIterator[bytes]:
+    """The events of an answer as it is generated; ``stop`` cuts it (a stop sequence split across pieces
+    included: the tail that could begin one is held back until it cannot)."""
+    chunks = _Chunks(model, include_usage)
+    yield chunks.chunk({"role": "assistant", "content": ""})
+    hold = max((len(s) for s in stop), default=1) - 1
+    pending = ""
+    try:
+        async for piece in pieces:
+            pending += piece
+            cuts = [i for i in (pending.find(seq) for seq in stop) if i >= 0]
+            if cuts:
+                if pending[:min(cuts)]:
+                    yield chunks.chunk({"content": pending[:min(cuts)]})
+                pending = ""
+                break
+            ready = pending[:len(pending) - hold] if hold else pending
+            if ready:
+                yield chunks.chunk({"content": ready})
+                pending = pending[len(ready):]
+    except TuneflowError as exc:  # the stream has started: the failure travels as OpenAI sends one
+        yield _event({"error": {"message": exc.message, "type": "api_error", "param": None, "code": exc.code}})
+        yield DONE
+        return
+    finally:
+        await _close(pieces)
+    if pending:
+        yield chunks.chunk({"content": pending})
+    for event in chunks.end("stop", None):
+        yield event
+
+
+async def _close(pieces: AsyncIterator[str]) -> None:
+    aclose = getattr(pieces, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+
+
+def sse_response(events: AsyncIterator[bytes], headers: Mapping[str, str] | None = None) -> Response:
+    return Response(200, b"", {**SSE_HEADERS, **(headers or {})}, stream=events)

@@ -104,7 +104,7 @@ class Scorer:
         self._sender = sender
         self._timeout = timeout_s
         self._retries = retries
-        self._sleep = sleep
+        self.sleep = sleep
         self._clock = clock
         self._model_refreshed: dict[str, float] = {}
 
@@ -154,7 +154,7 @@ class Scorer:
                 if self._clock() + delay < deadline - 1.0:
                     attempt += 1
                     log.info("scoring %s: %d; retry %d in %.1f s", endpoint, status, attempt, delay)
-                    await self._sleep(delay)
+                    await self.sleep(delay)
                     continue
             return await self._result(endpoint, info, response, deployment)
 
@@ -169,25 +169,30 @@ class Scorer:
             served = response.headers.get("azureml-model-deployment") or pinned
             model = await self._model(endpoint, info, served)
             return ScoreResult(output.text, model, served, output.usage)
+        raise self.failure(endpoint, info, response, pinned)
+
+    def failure(self, endpoint: str, info: EndpointInfo, response: Reply, pinned: str | None) -> ScoringError:
+        """What tuneflow answers for a deployment's non-2xx answer (its message, with the key redacted)."""
+        status = response.status
         detail = _redact(_upstream_message(response), info.key)
         log.warning("scoring %s: the endpoint answered %d: %s", endpoint, status, detail)
         wait = retry_after(response.headers.get("retry-after"))
         if status in (400, 422):
-            raise ScoringError(400, "rejected_by_model", f"the deployment refused the request: {detail}")
+            return ScoringError(400, "rejected_by_model", f"the deployment refused the request: {detail}")
         if status == 404:
             code = "deployment_not_found" if pinned else "no_deployment"
-            raise ScoringError(404, code, f"endpoint {endpoint!r}: {detail}")
+            return ScoringError(404, code, f"endpoint {endpoint!r}: {detail}")
         if status == 413:
-            raise ScoringError(413, "body_too_large", f"the deployment refused the body as too large: {detail}")
+            return ScoringError(413, "body_too_large", f"the deployment refused the body as too large: {detail}")
         if status in (408, 504):
-            raise ScoringError(504, "upstream_timeout", f"endpoint {endpoint!r} timed out: {detail}")
+            return ScoringError(504, "upstream_timeout", f"endpoint {endpoint!r} timed out: {detail}")
         if status in (429, 503):
             code = "throttled" if status == 429 else "unavailable"
-            raise ScoringError(status, code, f"endpoint {endpoint!r} is busy ({status}): {detail}", retry_after=wait)
+            return ScoringError(status, code, f"endpoint {endpoint!r} is busy ({status}): {detail}", retry_after=wait)
         if status in (401, 403):
-            raise ScoringError(502, "upstream_auth", f"endpoint {endpoint!r} refused tuneflow's key even after a "
+            return ScoringError(502, "upstream_auth", f"endpoint {endpoint!r} refused tuneflow's key even after a "
                                "refresh")
-        raise ScoringError(502, "upstream_error", f"endpoint {endpoint!r} failed ({status}): {detail}")
+        return ScoringError(502, "upstream_error", f"endpoint {endpoint!r} failed ({status}): {detail}")
 
     async def _model(self, endpoint: str, info: EndpointInfo, deployment: str | None) -> str | None:
         if deployment is None:

@@ -347,6 +347,9 @@ def test_openai_sdk_streaming_equals_the_unstreamed_answer(stack: Stack) -> None
                                               stream_options={"include_usage": True}))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content
+    # passed through as the deployment streamed it (word by word), not gathered into one delta
+    contents = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert contents == ["fake:", " Capital", " of", " Peru?"]
     assert chunks[0].choices[0].delta.role == "assistant"
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     assert chunks[-1].choices == [] and chunks[-1].usage is None  # the fake deployment counts no tokens

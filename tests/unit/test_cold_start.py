@@ -1,4 +1,7 @@
-"""Cold-start budget: importing function_app costs at most 2.5x `import azure.functions` alone.
+"""Cold-start budget: importing function_app costs at most 2.5x what the Python worker imports anyway.
+
+With HTTP streams on, the worker loads azure.functions and the FastAPI extension (Starlette, pydantic)
+before it indexes the app, so that pair is the floor the app's own import is measured against.
 
 Measured in fresh subprocesses (best of several, as a ratio) because the machine is noisy and
 imports are cached after the first time in a process.
@@ -22,10 +25,10 @@ def import_seconds(statement: str, runs: int = 5) -> float:
 
 
 def test_function_app_import_is_within_budget_of_azure_functions():
-    baseline = import_seconds("import azure.functions")
+    baseline = import_seconds("import azure.functions, azurefunctions.extensions.http.fastapi")
     app = import_seconds("import function_app")
     ratio = app / baseline
-    assert ratio <= BUDGET, f"function_app import {app * 1000:.0f} ms = {ratio:.2f}x azure.functions ({baseline * 1000:.0f} ms)"
+    assert ratio <= BUDGET, f"function_app import {app * 1000:.0f} ms = {ratio:.2f}x the worker's floor ({baseline * 1000:.0f} ms)"
 
 
 def test_heavy_modules_load_lazily():

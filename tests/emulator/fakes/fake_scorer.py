@@ -1,6 +1,7 @@
 """A stand-in for ``python -m emulator.scoring``: same command line, scoring contract and readiness file.
 
-It answers ``[{"0": "fake: <last user message>"}]``. Environment: FAKE_SCORER_CRASH=1 exits before ready;
+It answers ``[{"0": "fake: <last user message>"}]`` (word by word as server-sent events ``data: {"0": ...}``
+when the request accepts ``text/event-stream``, as the emulator's scoring server streams). Environment: FAKE_SCORER_CRASH=1 exits before ready;
 FAKE_SCORER_DELAY sleeps that many seconds per request.
 """
 
@@ -10,12 +11,13 @@ import argparse
 import asyncio
 import json
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 
@@ -44,7 +46,17 @@ def main() -> int:
             last = [m["content"] for m in convo if m.get("role") == "user"][-1]
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             return JSONResponse({"error": f"bad request: {exc}"}, 400)
-        return JSONResponse([{"0": f"fake: {last}"}], headers={"x-fake-model": str(model.name), "x-base": tag[-20:]})
+        answer = f"fake: {last}"
+        headers = {"x-fake-model": str(model.name), "x-base": tag[-20:]}
+        if "text/event-stream" in request.headers.get("accept", ""):  # stream it word by word, as the emulator does
+            async def events() -> AsyncIterator[bytes]:
+                for i, word in enumerate(answer.split(" ")):
+                    yield b"data: " + json.dumps({"0": (" " if i else "") + word}).encode() + b"\n\n"
+                    await asyncio.sleep(0.005)
+                yield b"data: [DONE]\n\n"
+
+            return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+        return JSONResponse([{"0": answer}], headers=headers)
 
     async def health(request: Request) -> Response:
         return Response("ok")
