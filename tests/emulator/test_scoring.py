@@ -175,3 +175,17 @@ def test_request_parsing_details() -> None:
         parse_request({"input_data": {"input_string": ["x"]}, "params": []})
     with pytest.raises(BadRequest, match="a list of messages, a list of conversations"):
         parse_request({"input_data": {"input_string": ["x", {"role": "user", "content": "y"}]}})
+
+
+def test_a_streamed_answer_is_the_unstreamed_answer_token_by_token(server: str) -> None:
+    body = {"input_data": {"input_string": [{"role": "user", "content": "What is the capital of France?"}],
+                           "parameters": {"max_new_tokens": 24, "do_sample": False}}}
+    whole = httpx.post(f"{server}/score", json=body, timeout=60).json()[0]["0"]
+    pieces: list[str] = []
+    with httpx.stream("POST", f"{server}/score", json=body, timeout=60,
+                      headers={"accept": "text/event-stream"}) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    pieces = [json.loads(e)["0"] for e in events[:-1]]
+    assert "".join(pieces) == whole and len(pieces) > 1  # the same text, in more than one piece
