@@ -33,6 +33,10 @@ class Faults:
     event_reorder_window_s: float = 1.0
     # Registry: mark the base model archived (the app must refuse it).
     base_model_archived: bool = False
+    # Scoring: the next N scoring requests answer 429 with this Retry-After, as an endpoint over its
+    # max_concurrent_requests_per_instance does.
+    scoring_429_count: int = 0
+    scoring_retry_after_s: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +89,15 @@ class FaultState:
             if status is not None and f.arm_error_count is not None:
                 f.arm_error_count -= 1
             return status
+
+    def take_scoring_throttle(self) -> int | None:
+        """The Retry-After (s) of a 429 to answer this scoring request with, or None."""
+        with self._lock:
+            f = self.current
+            if f.scoring_429_count <= 0:
+                return None
+            f.scoring_429_count -= 1
+            return max(0, int(f.scoring_retry_after_s))
 
     def arm_latency_for(self, path: str) -> float:
         f = self.current

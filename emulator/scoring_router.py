@@ -89,6 +89,12 @@ class ScoringRouter:
                 _json_headers([(b"www-authenticate", b'Bearer realm="scoring"'), (b"x-request-id", request_id)]),
             )
             return
+        throttle = self.emu.faults.take_scoring_throttle()
+        if throttle is not None:
+            await _send(send, 429, json.dumps({"message": "Too many requests: the deployment is at its "
+                                                          "max_concurrent_requests_per_instance."}).encode(),
+                        _json_headers([(b"retry-after", str(throttle).encode()), (b"x-request-id", request_id)]))
+            return
         if chosen:
             deployment = chosen.decode(errors="replace")
             if deployment not in route.deployments and deployment not in {d for d, _ in route.traffic}:

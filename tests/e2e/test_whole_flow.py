@@ -78,6 +78,20 @@ def test_dataset_becomes_a_deployed_model(stack, runs, first):
     assert announced() == expected
 
 
+def test_the_openai_sdk_streams_the_fine_tuned_answer(stack, first):
+    import openai
+
+    key = stack.devhost.function_key
+    sdk = openai.OpenAI(base_url=f"{stack.api}/v1", api_key=key, default_headers={"x-functions-key": key},
+                        max_retries=0)
+    assert first.model in {m.id for m in sdk.models.list()}
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    whole = sdk.chat.completions.create(model=first.model, messages=messages, temperature=0, max_tokens=24)
+    pieces = [c.choices[0].delta.content or "" for c in sdk.chat.completions.create(
+        model=first.model, messages=messages, temperature=0, max_tokens=24, stream=True) if c.choices]
+    assert "".join(pieces) == whole.choices[0].message.content and len([p for p in pieces if p]) > 1
+
+
 def test_a_second_dataset_replaces_the_deployment_without_failed_requests(stack, runs, first):
     assert first.state == RunState.DEPLOYED, f"{first.state}: {first.last_error}"
     failures: list[str] = []

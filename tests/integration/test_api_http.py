@@ -357,6 +357,28 @@ def test_openai_sdk_streaming_equals_the_unstreamed_answer(stack: Stack) -> None
     assert cut.choices[0].message.content == "fake: Capital of "
 
 
+def test_the_openai_sdk_backs_off_an_overloaded_deployment(stack: Stack) -> None:
+    import openai
+
+    key = stack.dh.function_key
+    # tuneflow retries a 429 twice itself (TUNEFLOW_SCORING_RETRIES); the third is the SDK's to retry
+    stack.admin.faults(scoring_429_count=3, scoring_retry_after_s=0)
+    try:
+        patient = openai.OpenAI(base_url=f"{stack.dh.url}/api/v1", api_key=key, max_retries=2,
+                                default_headers={"x-functions-key": key})
+        raw = patient.chat.completions.with_raw_response.create(model=MODEL, messages=[{"role": "user",
+                                                                                         "content": "hi"}])
+        assert raw.parse().choices[0].message.content == "fake: hi" and raw.retries_taken == 1
+        stack.admin.faults(scoring_429_count=3, scoring_retry_after_s=0)
+        hasty = openai.OpenAI(base_url=f"{stack.dh.url}/api/v1", api_key=key, max_retries=0,
+                              default_headers={"x-functions-key": key})
+        with pytest.raises(openai.RateLimitError) as caught:
+            hasty.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+        assert caught.value.response.headers["retry-after"] and caught.value.response.headers["x-request-id"]
+    finally:
+        stack.admin.faults(scoring_429_count=0)
+
+
 def test_answers_carry_a_request_id(client: httpx.Client) -> None:
     mine = client.post("/api/v1/chat/completions", json={"model": "blue", **CHAT}, headers={"x-request-id": "r-42"})
     assert mine.headers["x-request-id"] == "r-42"
