@@ -1,4 +1,7 @@
-"""Blueprint: Azure ML run and model events (Event Grid trigger)."""
+"""Blueprint: Azure ML run and model events (Event Grid trigger).
+
+The event comes as its JSON text (see ``functions/ingest.py``): ``shared.events`` parses and checks it.
+"""
 
 import azure.functions as func
 
@@ -7,7 +10,7 @@ bp = func.Blueprint()
 
 @bp.function_name("lifecycle")
 @bp.event_grid_trigger(arg_name="event")
-def lifecycle(event: func.EventGridEvent) -> None:
+def lifecycle(event: str) -> None:
     from shared.handlers import on_lifecycle_event
 
     on_lifecycle_event(event)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -18,6 +19,14 @@ import orjson
 
 from shared.errors import ConflictError, InputError
 from shared.records import RecordStore
+
+# tuneflow makes run ids of 20 hex digits; a record's id is ASCII letters, digits and dashes (a blob name segment).
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+
+
+def is_run_id(value: object) -> bool:
+    """Whether ``value`` can name a run record (always a full match: no trailing newline, no Unicode digits)."""
+    return isinstance(value, str) and _RUN_ID.fullmatch(value) is not None
 
 
 class RunState(StrEnum):
@@ -148,7 +157,7 @@ class RunStore:
         self._retries = retries
 
     def _key(self, run_id: str) -> str:
-        if not run_id or not run_id.replace("-", "").isalnum():
+        if not is_run_id(run_id):
             raise InputError(f"not a run id: {run_id!r}", run_id=run_id)
         return f"{self.PREFIX}{run_id}.json"
 

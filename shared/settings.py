@@ -18,6 +18,7 @@ from functools import cache
 from typing import Any, Literal
 
 from shared.errors import SettingsError
+from shared.integers import parse_int
 
 Policy = Literal["strict", "drop-invalid"]
 _ENDPOINT_NAME = re.compile(r"[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?")
@@ -321,10 +322,7 @@ def _parse(hint: Any, raw: str) -> Any:
             return False
         raise ValueError("expected true or false")
     if hint is int:
-        try:
-            return int(raw)
-        except ValueError:
-            raise ValueError("expected an integer") from None
+        return parse_int(raw)  # ranges are checked in _check, beside the other settings' ranges
     if hint is float:
         try:
             return float(raw)

@@ -21,8 +21,9 @@ from urllib.parse import urlsplit
 
 from shared.api.http import Request, Response, http_answer, json_response
 from shared.api.streaming import live_chunks, sse_response
-from shared.api.validation import NAME, chat_call, parse_json, score_call
+from shared.api.validation import chat_call, is_name, parse_json, score_call
 from shared.errors import ApiError, InputError, ScoringError, TransientError
+from shared.integers import parse_int
 from shared.runs import Run, RunState
 from shared.scoring import models as catalog
 from shared.scoring.models import ModelEntry
@@ -80,7 +81,7 @@ def _prefix(request: Request, first_segment: str) -> str:
 
 
 def _name(value: str | None, what: str) -> str:
-    if not value or not NAME.match(value) or not 3 <= len(value) <= 32:
+    if not value or not is_name(value):
         raise ApiError(400, f"{what} must be 3-32 letters, digits and dashes, starting with a letter "
                        f"(got {value!r})", code="invalid_name", param=what)
     return value
@@ -140,7 +141,7 @@ async def chat_completions(request: Request, ctx: Services) -> Response:
     call = chat_call(parse_json(request.body, s.max_request_kb * 1024, request.header("content-length")))
     entry = await _model_entry(ctx, call.model)
     if call.stream:
-        streamed = await open_stream(ctx.scorer, ctx.stream_client.get, entry.endpoint, call.payload,
+        streamed = await open_stream(ctx.scorer, ctx.sender.get, entry.endpoint, call.payload,
                                      entry.deployment, timeout_s=s.scoring_timeout_s, retries=s.scoring_retries)
         ctx.activity.touch(entry.endpoint)
         headers = {"x-tuneflow-deployment": streamed.deployment} if streamed.deployment else {}
@@ -240,12 +241,12 @@ def list_runs(request: Request, ctx: Services) -> Response:
         except ValueError:
             raise ApiError(400, "state must be one or more of " + ", ".join(s.value for s in RunState),
                            code="invalid_value", param="state") from None
-    raw_limit = request.params.get("limit", "100")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
-        raise ApiError(400, f"limit must be an integer from 1 to 1000 (got {raw_limit!r})", code="invalid_value",
-                       param="limit")
+    try:
+        limit = parse_int(request.params.get("limit", "100"), "limit", lo=1, hi=1000)
+    except ValueError as exc:
+        raise ApiError(400, str(exc), code="invalid_value", param="limit") from None
     total = len(ctx.runs.index(wanted))  # one listing; only the runs returned are read
-    items = [_brief(r) for r in ctx.runs.list(wanted, limit=int(raw_limit))]
+    items = [_brief(r) for r in ctx.runs.list(wanted, limit=limit)]
     return json_response(200, {"runs": items, "count": len(items), "total": total})
 
 

@@ -15,9 +15,14 @@ import orjson
 
 from shared.api.http import bad_request
 from shared.errors import ApiError
+from shared.integers import parse_int
 
 ROLES = ("system", "user", "assistant")
-NAME = re.compile(r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$")
+# Always fullmatch: `^…$` would accept "name\n" ($ matches before a final newline).
+NAME = re.compile(r"[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?")
+# Deeper than any request tuneflow takes, and far below orjson's dumps limit (254 levels): a body the
+# decoder accepts must also re-encode (the scoring payload wraps `parameters` two levels deeper).
+MAX_DEPTH = 64
 SCORE_FIELDS = ("messages", "parameters", "deployment", "callback_url")
 CONTROL_FIELDS = ("deployment", "callback_url")  # ours, stripped from a native body before it goes on
 CHAT_FIELDS = ("model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "n",
@@ -46,18 +51,46 @@ class ChatCall:
 
 
 def parse_json(body: bytes, limit_bytes: int, declared_length: str | None = None) -> Any:
-    """The body as JSON; 413 over the limit (declared or actual), 400 with the position otherwise."""
-    if declared_length and declared_length.isdigit() and int(declared_length) > limit_bytes:
-        raise too_large(int(declared_length), limit_bytes)
+    """The body as JSON; 413 over the limit (declared or actual), 400 with the position otherwise, and 400
+    when it nests deeper than ``MAX_DEPTH``. Every JSON request body goes through here."""
+    declared = _declared_length(declared_length)
+    if declared is not None and declared > limit_bytes:
+        raise too_large(declared, limit_bytes)
     if len(body) > limit_bytes:
         raise too_large(len(body), limit_bytes)
     if not body.strip():
         raise ApiError(400, "the request body is empty; send a JSON object", code="invalid_json")
     try:
-        return orjson.loads(body)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         where = f" at line {exc.lineno} column {exc.colno}" if getattr(exc, "lineno", None) else ""
         raise ApiError(400, f"the request body is not valid JSON{where}: {exc.msg}", code="invalid_json") from None
+    if not _within_depth(data, MAX_DEPTH):
+        raise ApiError(400, f"the request body nests arrays and objects more than {MAX_DEPTH} levels deep",
+                       code="too_deep")
+    return data
+
+
+def _declared_length(value: str | None) -> int | None:
+    """Content-Length when it is a number (the host has already refused a malformed one)."""
+    try:
+        return parse_int(value.strip(), lo=0) if value else None
+    except ValueError:
+        return None
+
+
+def _within_depth(value: Any, limit: int) -> bool:
+    """No array or object in ``value`` is more than ``limit`` levels deep (iterative: no recursion limit)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return True
 
 
 def too_large(size: int, limit: int) -> ApiError:
@@ -172,10 +205,15 @@ def parameters(value: Any, where: str = "parameters") -> dict[str, Any]:
     return params
 
 
+def is_name(value: str) -> bool:
+    """An endpoint or deployment name: 3-32 letters, digits and dashes, starting with a letter."""
+    return 3 <= len(value) <= 32 and NAME.fullmatch(value) is not None
+
+
 def deployment_name(value: Any, where: str = "deployment") -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not NAME.match(value) or not 3 <= len(value) <= 32:
+    if not isinstance(value, str) or not is_name(value):
         raise bad_request(f"{where} must be a deployment name: 3-32 letters, digits and dashes, starting with a "
                           f"letter (got {value!r})", param=where)
     return value

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.errors import FinetuneParameterError
+from shared.integers import parse_int
 
 # The reference notebook's training and optimisation parameters.
 NOTEBOOK_DEFAULTS: Mapping[str, Any] = {
@@ -72,9 +73,7 @@ def coerce(name: str, value: Any, spec: Any) -> Any:
     kind = str(getattr(spec, "type", "string"))
     enum = getattr(spec, "enum", None)
     if kind == "integer":
-        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and _is_int(value))):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-        result: Any = int(value)
+        result: Any = _integer(name, value)
     elif kind == "number":
         try:
             if isinstance(value, bool):
@@ -94,5 +93,10 @@ def coerce(name: str, value: Any, spec: Any) -> Any:
     return result
 
 
-def _is_int(text: str) -> bool:
-    return text.strip().lstrip("-").isdigit()
+def _integer(name: str, value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    try:
+        return parse_int(value.strip() if isinstance(value, str) else "")
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None

@@ -8,7 +8,7 @@ import re
 from shared.azureml.pipeline import job_name_for
 
 __all__ = ["deployment_name_for", "job_name_for", "model_version_for", "run_id_from_job"]
-_VALID = re.compile(r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$")
+_VALID = re.compile(r"[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?")  # fullmatch: `$` would allow a final newline
 
 
 def model_version_for(run_id: str) -> str:
@@ -26,6 +26,6 @@ def deployment_name_for(model_name: str, version: str) -> str:
     tag = hashlib.sha256(f"{model_name}:{version}".encode()).hexdigest()
     slug = re.sub(r"[^a-zA-Z0-9-]+", "-", version).strip("-").lower()
     name = f"v{tag[:4]}-{slug}"
-    if len(name) > 32 or not _VALID.match(name):
+    if len(name) > 32 or not _VALID.fullmatch(name):
         name = f"v{tag[:16]}"
     return name

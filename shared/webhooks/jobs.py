@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 
 PREFIX = "score-jobs/"
-_ID = re.compile(r"^[0-9a-f]{32}$")
+_ID = re.compile(r"[0-9a-f]{32}")  # fullmatch: `$` would allow a final newline
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 PENDING, DELIVERED, GAVE_UP = "pending", "delivered", "failed"
 
@@ -37,7 +37,7 @@ def now_iso() -> str:
 
 
 def is_job_id(value: str) -> bool:
-    return bool(_ID.match(value))
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
 @dataclass

@@ -6,8 +6,8 @@ from typing import Any
 import orjson
 import pytest
 
-from shared.api.http import ApiError
 from shared.api.validation import chat_call, parse_json, score_call
+from shared.errors import ApiError
 
 CHAT = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of Peru?"}]}
 

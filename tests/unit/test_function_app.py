@@ -3,7 +3,7 @@
 import json
 from functools import cache
 
-import function_app
+from tests.support.indexed import app_functions
 
 EXPECTED = {
     # name: (trigger binding type, {other binding types})
@@ -27,10 +27,10 @@ EXPECTED = {
 }
 
 
-@cache  # get_functions() may be called once per app object
+@cache
 def indexed():
     functions = {}
-    for fn in function_app.app.get_functions():
+    for fn in app_functions():
         bindings = [json.loads(b) if isinstance(b, str) else b for b in json.loads(fn.get_function_json())["bindings"]]
         trigger = next(b for b in bindings if b["type"].endswith("Trigger"))
         functions[fn.get_function_name()] = (trigger, [b for b in bindings if b is not trigger])

@@ -1,4 +1,5 @@
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -52,6 +53,16 @@ def test_concurrent_updates_lose_nothing():
     assert run is not None and sorted(run.sources[1:], key=int) == [str(i) for i in range(16)]
 
 
+def _appending(source: str) -> Callable[[Run], bool]:
+    """Another writer's mutation: it adds one source."""
+
+    def mutate(run: Run) -> bool:
+        run.sources.append(source)
+        return True
+
+    return mutate
+
+
 def test_a_lost_compare_and_swap_is_retried_on_the_new_record():
     store = RunStore(MemoryRecordStore(), retries=5)
     store.create(new_run())
@@ -60,7 +71,7 @@ def test_a_lost_compare_and_swap_is_retried_on_the_new_record():
     def mine(run: Run) -> bool:
         attempts.append(list(run.sources))
         if len(attempts) == 1:  # another writer lands between our read and our write
-            store.update("abc123", lambda other: other.sources.append("theirs") or True)
+            store.update("abc123", _appending("theirs"))
         run.sources.append("mine")
         return True
 
@@ -76,7 +87,7 @@ def test_an_update_that_always_loses_gives_up_with_a_conflict():
 
     def always_raced(run: Run) -> bool:
         calls.append(1)
-        store.update("abc123", lambda other: other.sources.append("x") or True)
+        store.update("abc123", _appending("x"))
         return True
 
     with pytest.raises(ConflictError, match="gave up after 3"):
