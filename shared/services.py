@@ -129,13 +129,6 @@ class Services:
         return PerLoop(lambda: new_scoring_client(self.connections.tls()))
 
     @once
-    def stream_client(self) -> HttpPool:
-        """The client of streamed scoring calls (``shared.scoring.stream``), one per event loop."""
-        from shared.scoring.pool import PerLoop, new_stream_client
-
-        return PerLoop(lambda: new_stream_client(self.connections.tls()))
-
-    @once
     def scorer(self) -> Scorer:
         from shared.scoring.client import Scorer
 

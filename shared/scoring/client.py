@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -31,12 +31,9 @@ from shared.errors import (
     TuneflowError,
     UnrecognisedResponse,
 )
-from shared.scoring.http1 import Reply
+from shared.scoring.http1 import Reply, StreamedReply
 from shared.scoring.normalise import normalise
 from shared.scoring.resolve import EndpointCache, EndpointInfo
-
-if TYPE_CHECKING:
-    import httpx
 
 log = logging.getLogger(__name__)
 MODEL_REFRESH_INTERVAL_S = 10.0  # an answer from a deployment unknown to the cache refreshes it, at most this often
@@ -44,29 +41,12 @@ MAX_BACKOFF_S = 8.0
 
 
 class Sender(Protocol):
-    """Sends one scoring request (``Http1Client`` in production, ``HttpxSender`` over a fake in tests)."""
+    """Sends one scoring request (``Http1Client``; tests use one over ``httpx.MockTransport``), whole or
+    streamed."""
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Reply: ...
 
-
-class HttpxSender:
-    """A ``Sender`` over an httpx client (tests use it with ``httpx.MockTransport``)."""
-
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self._client = client
-
-    async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Reply:
-        import httpx
-
-        try:
-            response = await self._client.post(url, content=body, headers=dict(headers),
-                                               timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)))
-        except httpx.TimeoutException:
-            raise TransportTimeout(f"no complete answer within {timeout:g} s") from None
-        except httpx.HTTPError as exc:
-            raise TransportError(f"{type(exc).__name__} during the exchange") from None
-        return Reply(response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content,
-                     response.reason_phrase)
+    async def stream(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> StreamedReply: ...
 
 
 @dataclass(frozen=True)

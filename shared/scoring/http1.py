@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -40,6 +40,45 @@ class Reply:
     headers: Mapping[str, str]  # names in lower case; repeated headers joined with ", "
     content: bytes
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class StreamedReply:
+    """A reply whose body is read as it arrives (``body`` yields its bytes, de-chunked)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: AsyncIterator[bytes]
+    reason: str = ""
+
+
+async def _head(reader: asyncio.StreamReader) -> tuple[str, int, str, dict[str, str]]:
+    """The status line and headers of the next final (non-1xx) answer."""
+    first = True
+    while True:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as exc:
+            if first and not exc.partial:
+                raise _Stale("stale connection") from None
+            raise
+        except ConnectionResetError:
+            if first:
+                raise _Stale("stale connection") from None
+            raise
+        first = False
+        status_line, *header_lines = head[:-4].decode("latin-1").split("\r\n")
+        version, _, rest = status_line.partition(" ")
+        code, _, reason = rest.partition(" ")
+        status = int(code)
+        headers: dict[str, str] = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            key = name.strip().lower()
+            headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
+        if 100 <= status < 200 and status != 101:
+            continue  # an interim answer; the real one follows
+        return version, status, reason, headers
 
 
 @dataclass
@@ -68,7 +107,7 @@ class Http1Client:
         self._idle: dict[Origin, list[_Conn]] = {}
         self.connections_opened = 0
 
-    async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Reply:
+    def _request(self, url: str, body: bytes, headers: Mapping[str, str]) -> tuple[Origin, bytes]:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https") or not parts.hostname:
@@ -81,12 +120,108 @@ class Http1Client:
         lines = [f"POST {target} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}",
                  f"User-Agent: {USER_AGENT}"]
         lines += [f"{k}: {v}" for k, v in headers.items() if k.lower() not in ("host", "content-length")]
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        return origin, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Reply:
+        origin, request = self._request(url, body, headers)
         try:
             async with self._slots, asyncio.timeout(timeout):
                 return await self._exchange(origin, request)
         except TimeoutError:
             raise TransportTimeout(f"no complete answer within {timeout:g} s") from None
+
+    async def stream(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> StreamedReply:
+        """POST, and hand the body over as it arrives; ``timeout`` bounds the whole exchange, body included.
+        The connection goes back to the pool once the body has been read to its end."""
+        origin, request = self._request(url, body, headers)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        await self._slots.acquire()
+        conn: _Conn | None = None
+        try:
+            async with asyncio.timeout_at(deadline):
+                for _ in range(2):
+                    conn = self._take(origin)
+                    reused = conn is not None
+                    if conn is None:
+                        conn = await self._connect(origin)
+                    try:
+                        conn.writer.write(request)
+                        await conn.writer.drain()
+                        version, status, reason, head = await _head(conn.reader)
+                        break
+                    except _Stale:
+                        conn.close()
+                        conn = None
+                        if not reused:
+                            raise TransportError("the connection closed before an answer") from None
+                else:
+                    raise TransportError("the connection closed before an answer")
+        except TimeoutError:
+            if conn is not None:
+                conn.close()
+            self._slots.release()
+            raise TransportTimeout(f"no answer within {timeout:g} s") from None
+        except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+            if conn is not None:
+                conn.close()
+            self._slots.release()
+            raise TransportError(f"{type(exc).__name__} during the exchange") from None
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            self._slots.release()
+            raise
+        connection = head.get("connection", "").lower()
+        keep = ("close" not in connection) if version == "HTTP/1.1" else ("keep-alive" in connection)
+        return StreamedReply(status, head, self._body(origin, conn, head, status=status, keep=keep, deadline=deadline),
+                             reason)
+
+    async def _body(self, origin: Origin, conn: _Conn, head: Mapping[str, str], *, status: int, keep: bool,
+                    deadline: float) -> AsyncIterator[bytes]:
+        reader, done = conn.reader, False
+
+        async def within(step: Awaitable[bytes]) -> bytes:
+            # each read gets what is left of the exchange's time (a timeout scope cannot span the yields:
+            # between them the caller's code runs on the same task)
+            left = deadline - asyncio.get_running_loop().time()
+            return await asyncio.wait_for(step, max(0.0, left))
+
+        try:
+            if status in (204, 304):
+                pass
+            elif "chunked" in head.get("transfer-encoding", "").lower():
+                while True:
+                    size = int((await within(reader.readuntil(b"\r\n")))[:-2].split(b";", 1)[0].strip() or b"0", 16)
+                    if size == 0:
+                        while (await within(reader.readuntil(b"\r\n"))) != b"\r\n":  # trailers
+                            pass
+                        break
+                    piece = await within(reader.readexactly(size + 2))
+                    yield piece[:-2]
+            elif "content-length" in head:
+                left = int(head["content-length"])
+                while left > 0:
+                    piece = await within(reader.read(min(left, 65536)))
+                    if not piece:
+                        raise EOFError
+                    left -= len(piece)
+                    yield piece
+            else:  # delimited by the end of the connection
+                keep = False
+                while piece := await within(reader.read(65536)):
+                    yield piece
+            done = True
+        except TimeoutError:
+            raise TransportTimeout("the answer did not finish in time") from None
+        except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+            raise TransportError(f"{type(exc).__name__} while reading the answer") from None
+        finally:
+            if done and keep:
+                self._put(origin, conn)
+            else:
+                conn.close()  # abandoned mid-body: the rest of the answer would be read by the next request
+            self._slots.release()
 
     async def _exchange(self, origin: Origin, request: bytes) -> Reply:
         for _ in range(2):
@@ -146,31 +281,7 @@ class Http1Client:
         return _Conn(reader, writer)
 
     async def _read(self, reader: asyncio.StreamReader) -> tuple[Reply, bool]:
-        first = True
-        while True:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError as exc:
-                if first and not exc.partial:
-                    raise _Stale("stale connection") from None
-                raise
-            except ConnectionResetError:
-                if first:
-                    raise _Stale("stale connection") from None
-                raise
-            first = False
-            status_line, *header_lines = head[:-4].decode("latin-1").split("\r\n")
-            version, _, rest = status_line.partition(" ")
-            code, _, reason = rest.partition(" ")
-            status = int(code)
-            headers: dict[str, str] = {}
-            for line in header_lines:
-                name, _, value = line.partition(":")
-                key = name.strip().lower()
-                headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
-            if 100 <= status < 200 and status != 101:
-                continue  # an interim answer; the real one follows
-            break
+        version, status, reason, headers = await _head(reader)
         connection = headers.get("connection", "").lower()
         keep = ("close" not in connection) if version == "HTTP/1.1" else ("keep-alive" in connection)
         if status in (204, 304):

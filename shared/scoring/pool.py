@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
-    import httpx
+    import httpx  # noqa: F401  (named in HttpPool's forward reference)
 
     from shared.scoring.http1 import Http1Client
 
@@ -59,10 +59,3 @@ def new_scoring_client(tls: ssl.SSLContext) -> Http1Client:
 
     return Http1Client(tls, max_connections=MAX_CONNECTIONS, max_idle_per_origin=MAX_KEEPALIVE)
 
-
-def new_stream_client(tls: ssl.SSLContext) -> httpx.AsyncClient:
-    import httpx
-
-    limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_KEEPALIVE,
-                          keepalive_expiry=60)
-    return httpx.AsyncClient(verify=tls, follow_redirects=False, trust_env=False, limits=limits)

@@ -6,27 +6,28 @@ MLflow chat deployments) answers JSON in one piece, which becomes one piece here
 fail before the first piece — resolution, a rotated key, throttling, a refusal — fails as a plain
 ``ScoringError`` (a normal JSON answer); a failure after it arrives as an ``error`` piece.
 
-It goes over ``httpx`` rather than the hand-written HTTP/1.1 client, which reads whole bodies.
+It goes over the scoring path's own HTTP/1.1 client (``Http1Client.stream``), as plain scoring does.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import orjson
 
-from shared.errors import ScoringError, UnrecognisedResponse
+from shared.errors import ScoringError, TransportError, TransportTimeout, UnrecognisedResponse
 from shared.scoring.client import MAX_BACKOFF_S, Scorer, retry_after
-from shared.scoring.http1 import Reply
+from shared.scoring.http1 import Reply, StreamedReply
 from shared.scoring.normalise import normalise
 
-if TYPE_CHECKING:
-    import httpx
-
 log = logging.getLogger(__name__)
+
+
+class StreamSender(Protocol):
+    async def stream(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> StreamedReply: ...
 
 
 @dataclass
@@ -38,10 +39,8 @@ class Streamed:
     pieces: AsyncIterator[str]
 
 
-async def open_stream(scorer: Scorer, client: Callable[[], httpx.AsyncClient], endpoint: str, payload: bytes,
+async def open_stream(scorer: Scorer, sender: Callable[[], StreamSender], endpoint: str, payload: bytes,
                       deployment: str | None, *, timeout_s: float, retries: int) -> Streamed:
-    import httpx
-
     info = await scorer.endpoint(endpoint)
     refreshed, attempt = False, 0
     while True:
@@ -49,64 +48,68 @@ async def open_stream(scorer: Scorer, client: Callable[[], httpx.AsyncClient], e
                    "Accept": "text/event-stream, application/json"}
         if deployment:
             headers["azureml-model-deployment"] = deployment
-        request = client().build_request("POST", info.scoring_uri, content=payload, headers=headers,
-                                         timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)))
         try:
-            response = await client().send(request, stream=True)
-        except httpx.TimeoutException:
+            reply = await sender().stream(info.scoring_uri, payload, headers, timeout_s)
+        except TransportTimeout:
             raise ScoringError(504, "upstream_timeout", f"endpoint {endpoint!r} did not start answering within "
                                f"{timeout_s:g} s (TUNEFLOW_SCORING_TIMEOUT_S)") from None
-        except httpx.HTTPError as exc:
-            raise ScoringError(502, "upstream_unreachable",
-                               f"endpoint {endpoint!r} could not be reached ({type(exc).__name__})") from None
-        status = response.status_code
+        except TransportError as exc:
+            raise ScoringError(502, "upstream_unreachable", f"endpoint {endpoint!r} could not be reached ({exc})") \
+                from None
+        status = reply.status
         if 200 <= status < 300:
-            served = response.headers.get("azureml-model-deployment") or deployment
+            served = reply.headers.get("azureml-model-deployment") or deployment
             model = info.models.get(served) if served else None
-            return Streamed(model, served, _pieces(endpoint, response))
-        body = await response.aread()
-        await response.aclose()
+            return Streamed(model, served, _pieces(endpoint, reply))
+        body = await _read_all(endpoint, reply)
         if status in (401, 403) and not refreshed:
             refreshed = True
             info = await scorer.endpoint(endpoint, stale=info)
             continue
         if status in (429, 503) and attempt < retries:
             attempt += 1
-            delay = retry_after(response.headers.get("retry-after"))
+            delay = retry_after(reply.headers.get("retry-after"))
             await scorer.sleep(min(MAX_BACKOFF_S, 0.5 * 2**attempt) if delay is None else delay)
             continue
-        reply = Reply(status, {k.lower(): v for k, v in response.headers.items()}, body, response.reason_phrase)
-        raise scorer.failure(endpoint, info, reply, deployment)
+        raise scorer.failure(endpoint, info, Reply(status, reply.headers, body, reply.reason), deployment)
 
 
-async def _pieces(endpoint: str, response: httpx.Response) -> AsyncIterator[str]:
-    import httpx
-
+async def _read_all(endpoint: str, reply: StreamedReply) -> bytes:
     try:
-        if "text/event-stream" not in response.headers.get("content-type", ""):
-            body = await response.aread()
-            try:
-                text = normalise(body, response.headers.get("content-type", "")).text
-            except UnrecognisedResponse as exc:
-                raise ScoringError(502, "unrecognised_response", f"endpoint {endpoint!r}: {exc}") from None
-            if text:
-                yield text
-            return
-        async for line in response.aiter_lines():
-            if not line.startswith("data:"):
-                continue  # comments, event names, blank separators
-            data = line[5:].strip()
-            if data == "[DONE]":
-                return
-            yield _piece(endpoint, data)
-    except httpx.HTTPError as exc:
-        raise ScoringError(502, "upstream_broke_off",
-                           f"endpoint {endpoint!r} broke off its answer ({type(exc).__name__})") from None
+        return b"".join([piece async for piece in reply.body])
+    except TransportError as exc:
+        raise ScoringError(502, "upstream_broke_off", f"endpoint {endpoint!r} broke off its answer ({exc})") from None
+
+
+async def _pieces(endpoint: str, reply: StreamedReply) -> AsyncIterator[str]:
+    content_type = reply.headers.get("content-type", "")
+    if "text/event-stream" not in content_type:
+        try:
+            text = normalise(await _read_all(endpoint, reply), content_type).text
+        except UnrecognisedResponse as exc:
+            raise ScoringError(502, "unrecognised_response", f"endpoint {endpoint!r}: {exc}") from None
+        if text:
+            yield text
+        return
+    pending = b""
+    try:
+        async for data in reply.body:
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if not line.startswith(b"data:"):
+                    continue  # comments, event names, blank separators
+                event = line[5:].strip()
+                if event == b"[DONE]":
+                    return
+                yield _piece(endpoint, event)
+    except TransportError as exc:
+        raise ScoringError(502, "upstream_broke_off", f"endpoint {endpoint!r} broke off its answer ({exc})") from None
     finally:
-        await response.aclose()
+        await reply.body.aclose()  # type: ignore[attr-defined]  # an async generator: closes the connection
 
 
-def _piece(endpoint: str, data: str) -> str:
+def _piece(endpoint: str, data: bytes) -> str:
     try:
         event = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -118,6 +121,6 @@ def _piece(endpoint: str, data: str) -> str:
     if isinstance(event, dict) and isinstance(event.get("0"), str):
         return str(event["0"])
     try:
-        return normalise(data.encode()).text
+        return normalise(data).text
     except UnrecognisedResponse as exc:
         raise ScoringError(502, "unrecognised_response", f"endpoint {endpoint!r}: {exc}") from None

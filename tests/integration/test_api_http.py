@@ -341,7 +341,7 @@ def test_openai_sdk_streaming_equals_the_unstreamed_answer(stack: Stack) -> None
     key = stack.dh.function_key
     sdk = openai.OpenAI(base_url=f"{stack.dh.url}/api/v1", api_key=key, default_headers={"x-functions-key": key},
                         max_retries=0)
-    messages = [{"role": "user", "content": "Capital of Peru?"}]
+    messages: list[Any] = [{"role": "user", "content": "Capital of Peru?"}]
     whole = sdk.chat.completions.create(model=MODEL, messages=messages, temperature=0)
     chunks = list(sdk.chat.completions.create(model=MODEL, messages=messages, temperature=0, stream=True,
                                               stream_options={"include_usage": True}))

@@ -1,13 +1,15 @@
-"""A fake endpoint resolver and a fake scoring URI (an httpx transport handler), for scoring unit tests."""
+"""A fake endpoint resolver, a fake scoring URI (an httpx transport handler) and a ``Sender`` over httpx,
+for scoring unit tests."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import httpx
 
-from shared.errors import EndpointNotFound
+from shared.errors import EndpointNotFound, TransportError, TransportTimeout
+from shared.scoring.http1 import Reply, StreamedReply
 from shared.scoring.resolve import EndpointInfo
 
 URI = "https://tuneflow-chat.eastus2.inference.ml.azure.com/score"
@@ -48,3 +50,35 @@ class Upstream:
             return self.script.pop(0)(request)
         deployment = request.headers.get("azureml-model-deployment", "blue")
         return httpx.Response(200, json=[{"0": "hello there"}], headers={"azureml-model-deployment": deployment})
+
+
+class HttpxSender:
+    """The scoring path's ``Sender`` over an httpx client (``httpx.MockTransport`` in tests)."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Reply:
+        try:
+            response = await self._client.post(url, content=body, headers=dict(headers),
+                                               timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)))
+        except httpx.TimeoutException:
+            raise TransportTimeout(f"no complete answer within {timeout:g} s") from None
+        except httpx.HTTPError as exc:
+            raise TransportError(f"{type(exc).__name__} during the exchange") from None
+        return Reply(response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content,
+                     response.reason_phrase)
+
+    async def stream(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> StreamedReply:
+        request = self._client.build_request("POST", url, content=body, headers=dict(headers), timeout=timeout)
+        response = await self._client.send(request, stream=True)
+
+        async def pieces() -> AsyncIterator[bytes]:
+            try:
+                async for piece in response.aiter_raw():
+                    yield piece
+            finally:
+                await response.aclose()
+
+        return StreamedReply(response.status_code, {k.lower(): v for k, v in response.headers.items()}, pieces(),
+                             response.reason_phrase)

@@ -16,13 +16,12 @@ from shared.api.http import Request, Response
 from shared.handlers import on_score_job
 from shared.records import MemoryRecordStore
 from shared.runs import Run, RunState, RunStore
-from shared.scoring.client import HttpxSender
 from shared.scoring.pool import HttpPool, PerLoop
 from shared.services import Services
 from shared.settings import Settings
 from shared.webhooks.signing import verify
 from tests.support.fake_endpoints import FakeOnlineEndpoints, control_plane
-from tests.support.fake_scoring import FakeResolver, Upstream
+from tests.support.fake_scoring import FakeResolver, HttpxSender, Upstream
 
 SECRET = "whsec_dGVzdC1zZWNyZXQtZm9yLXR1bmVmbG93"
 CHAT = {"messages": [{"role": "user", "content": "Capital of Peru?"}]}

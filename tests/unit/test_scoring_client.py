@@ -12,10 +12,10 @@ import orjson
 import pytest
 
 from shared.errors import ScoringError
-from shared.scoring.client import HttpxSender, Scorer, retry_after
+from shared.scoring.client import Scorer, retry_after
 from shared.scoring.pool import PerLoop
 from shared.scoring.resolve import EndpointCache
-from tests.support.fake_scoring import FakeResolver, Upstream
+from tests.support.fake_scoring import FakeResolver, HttpxSender, Upstream
 
 T = TypeVar("T")
 BODY = orjson.dumps({"input_data": {"input_string": [{"role": "user", "content": "hi"}], "parameters": {}}})

@@ -2,7 +2,7 @@
 
 It answers ``[{"0": "fake: <last user message>"}]`` (word by word as server-sent events ``data: {"0": ...}``
 when the request accepts ``text/event-stream``, as the emulator's scoring server streams). Environment: FAKE_SCORER_CRASH=1 exits before ready;
-FAKE_SCORER_DELAY sleeps that many seconds per request.
+FAKE_SCORER_DELAY sleeps that many seconds per request, FAKE_SCORER_TOKEN_DELAY between streamed words (0.005).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def main() -> int:
     model = Path(args.model)
     tag = (model / "data" / "base_model.txt").read_text() if (model / "data" / "base_model.txt").exists() else ""
     delay = float(os.environ.get("FAKE_SCORER_DELAY", "0"))
+    token_delay = float(os.environ.get("FAKE_SCORER_TOKEN_DELAY", "0.005"))  # between streamed words
 
     async def score(request: Request) -> Response:
         if delay:
@@ -52,7 +53,7 @@ def main() -> int:
             async def events() -> AsyncIterator[bytes]:
                 for i, word in enumerate(answer.split(" ")):
                     yield b"data: " + json.dumps({"0": (" " if i else "") + word}).encode() + b"\n\n"
-                    await asyncio.sleep(0.005)
+                    await asyncio.sleep(token_delay)
                 yield b"data: [DONE]\n\n"
 
             return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
