@@ -21,7 +21,7 @@ from shared.events import (
     RUN_COMPLETED,
     RUN_STATUS_CHANGED,
     Envelope,
-    EventGridEventLike,
+    TriggerEvent,
     parse_blob_created,
     parse_model_registered,
     parse_run_event,
@@ -33,7 +33,7 @@ from shared.services import Services, services
 log = logging.getLogger(__name__)
 
 
-def on_blob_created(event: EventGridEventLike, svc: Services | None = None) -> IngestResult:
+def on_blob_created(event: TriggerEvent, svc: Services | None = None) -> IngestResult:
     try:
         envelope = Envelope.from_function_event(event)
         if envelope.event_type != BLOB_CREATED:
@@ -48,7 +48,7 @@ def on_blob_created(event: EventGridEventLike, svc: Services | None = None) -> I
     return result
 
 
-def on_lifecycle_event(event: EventGridEventLike, svc: Services | None = None) -> str:
+def on_lifecycle_event(event: TriggerEvent, svc: Services | None = None) -> str:
     """Azure ML run and model events."""
     from shared.lifecycle.model_events import on_model_registered
     from shared.lifecycle.registration import on_run_event
@@ -103,7 +103,7 @@ def on_reconcile_timer(svc: Services | None = None) -> Counter[str]:
 
 async def on_score_job(text: str, svc: Services | None = None) -> str:
     """A message of the score-job queue. Raises on storage trouble, so the host retries the message."""
-    from shared.webhooks.delivery import process_message
+    from shared.webhooks.worker import process_message
 
     return await process_message(svc or services(), text)
 

@@ -1,11 +1,9 @@
-"""The queue-triggered side of webhook scoring: score the job, then deliver its outcome.
+"""One delivery of a score job's outcome to its callback: signed, to the checked address, bounded.
 
-One delivery attempt per queue message. A failed attempt (network error, non-2xx, or an address
-the SSRF guard now refuses) schedules the next one as a new message made visible after an
-exponential back-off (``TUNEFLOW_WEBHOOK_BACKOFF_S`` doubled per attempt, capped at an hour), so
-no function instance sleeps between attempts. Each message carries its attempt number; a message
-for an attempt already made (a redelivery) does nothing, and the job's outcome is stored before the
-first delivery, so a redelivered job is never scored twice.
+A receiver cannot make an attempt hang or bloat the host: one total deadline covers resolving,
+connecting, sending and reading (``DELIVERY_TIMEOUT_S``: a receiver trickling a byte at a time cannot
+stretch it, as a per-read timeout would let it), and at most ``MAX_ANSWER_BYTES`` of its answer are
+read (enough to log) before the connection is closed. The retry schedule lives in ``worker.py``.
 """
 
 from __future__ import annotations
@@ -13,34 +11,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from shared.errors import CallbackRefused, ScoringError
+from shared.errors import CallbackRefused
 from shared.webhooks import signing, ssrf
-from shared.webhooks.jobs import (
-    DELIVERED,
-    FAILED,
-    GAVE_UP,
-    PENDING,
-    QUEUED,
-    RUNNING,
-    SUCCEEDED,
-    ScoreJob,
-    now_iso,
-)
+from shared.webhooks.jobs import SUCCEEDED, ScoreJob
 
 if TYPE_CHECKING:
     import httpx
 
-    from shared.services import Services as Api
     from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 BACKOFF_CAP_S = 3600.0
-DELIVERY_TIMEOUT_S = 15.0
+DELIVERY_TIMEOUT_S = 15.0  # the whole attempt: every address tried, connect, send and read
+MAX_ANSWER_BYTES = 4096  # of the receiver's answer; the rest is never read
 USER_AGENT = "tuneflow-webhooks/1"
 
 
@@ -75,8 +62,16 @@ class Deliverer:
         self._client = client
         self._resolver = resolver
 
-    async def deliver(self, job: ScoreJob) -> tuple[bool, int | None, str | None]:
-        """One attempt: (delivered, the receiver's status, what went wrong)."""
+    async def deliver(self, job: ScoreJob,
+                      timeout_s: float = DELIVERY_TIMEOUT_S) -> tuple[bool, int | None, str | None]:
+        """One attempt: (delivered, the receiver's status, what went wrong), within ``timeout_s`` in all."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await self._attempt(job)
+        except TimeoutError:
+            return False, None, f"the receiver did not answer within {timeout_s:g} s"
+
+    async def _attempt(self, job: ScoreJob) -> tuple[bool, int | None, str | None]:
         import httpx
 
         s = self._settings
@@ -90,13 +85,17 @@ class Deliverer:
         body = event_body(job)
         headers = {**signing.headers(str(s.webhook_secret), job.id, body), "Content-Type": "application/json",
                    "User-Agent": USER_AGENT, "Host": target.host_header}
-        literal = ssrf._literal(target.host) is not None
-        extensions = {"sni_hostname": target.host} if target.scheme == "https" and not literal else {}
+        extensions = {"sni_hostname": target.host} if target.scheme == "https" and not target.literal else {}
         problem = "no address to call"
         for address in addresses[:3]:
+            request = self._client().build_request("POST", target.pinned_url(address), content=body,
+                                                   headers=headers, extensions=extensions)
             try:
-                response = await self._client().post(target.pinned_url(address), content=body, headers=headers,
-                                                      extensions=extensions)
+                response = await self._client().send(request, stream=True)
+                try:
+                    await _read_at_most(response, MAX_ANSWER_BYTES)
+                finally:
+                    await response.aclose()  # the rest of a large answer is never read
             except httpx.HTTPError as exc:
                 problem = f"{type(exc).__name__} calling the receiver"
                 continue
@@ -106,77 +105,15 @@ class Deliverer:
         return False, None, problem
 
 
-async def process_message(api: Api, text: str) -> str:
-    """Handle one queue message; returns what happened (for the log and tests)."""
-    try:
-        message = orjson.loads(text)
-        job_id = str(message["id"])
-        attempt = int(message.get("attempt", 1))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        log.warning("score job queue: malformed message ignored")
-        return "ignored"
-    job = await asyncio.to_thread(api.jobs.get, job_id)
-    if job is None:
-        log.warning("score job %s: no record; message dropped", job_id)
-        return "missing"
-    if job.status in (QUEUED, RUNNING):
-        job = await _score(api, job)
-    if job.delivery.state != PENDING:
-        return job.delivery.state
-    if attempt <= job.delivery.attempts:
-        return "duplicate"
-    ok, status, problem = await api.deliverer.deliver(job)
-    settings = api.settings
-    retry = not ok and attempt < settings.webhook_attempts
-    delay = backoff(settings, attempt)
-    if retry:  # queued before the record says so: a crash in between retries rather than stalls
-        await asyncio.to_thread(api.queue.send, job.id, attempt + 1, delay)
-
-    def record(j: ScoreJob) -> bool:
-        if j.delivery.attempts >= attempt:
-            return False
-        d = j.delivery
-        d.attempts, d.last_status, d.last_error = attempt, status, problem
-        if ok:
-            d.state, d.delivered_at, d.next_attempt_at = DELIVERED, now_iso(), None
-        elif retry:
-            d.next_attempt_at = (datetime.now(UTC) + timedelta(seconds=delay)).isoformat(timespec="seconds")
-        else:
-            d.state, d.next_attempt_at = GAVE_UP, None
-        return True
-
-    await asyncio.to_thread(api.jobs.update, job.id, record)
-    if ok:
-        log.info("score job %s: delivered (attempt %d, %s)", job.id, attempt, status)
-        return DELIVERED
-    log.warning("score job %s: delivery attempt %d failed: %s%s", job.id, attempt, problem,
-                f"; next in {delay:g} s" if retry else "; giving up")
-    return "retrying" if retry else GAVE_UP
+async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the answer, for the log; stops reading there."""
+    if response.is_stream_consumed:  # already in memory (an in-process transport): nothing left to bound
+        return response.content[:limit]
+    kept = bytearray()
+    async for piece in response.aiter_raw():
+        kept += piece[: limit - len(kept)]
+        if len(kept) >= limit:
+            break
+    return bytes(kept)
 
 
-async def _score(api: Api, job: ScoreJob) -> ScoreJob:
-    def running(j: ScoreJob) -> bool:
-        if j.status != QUEUED:
-            return False
-        j.status = RUNNING
-        return True
-
-    await asyncio.to_thread(api.jobs.update, job.id, running)
-    outcome: dict[str, Any]
-    try:
-        result = await api.scorer.score(job.endpoint, job.payload.encode(), job.deployment)
-        api.activity.touch(job.endpoint)
-        outcome = {"status": SUCCEEDED, "result": result.to_dict(), "error": None}
-    except ScoringError as exc:
-        outcome = {"status": FAILED, "result": None,
-                   "error": {"status": exc.status, "code": exc.code, "message": exc.message}}
-
-    def finish(j: ScoreJob) -> bool:
-        if j.status not in (QUEUED, RUNNING):
-            return False  # another delivery of this message finished first
-        j.status, j.result, j.error = outcome["status"], outcome["result"], outcome["error"]
-        return True
-
-    updated = await asyncio.to_thread(api.jobs.update, job.id, finish)
-    log.info("score job %s: %s", job.id, outcome["status"])
-    return updated or job

@@ -28,6 +28,7 @@ class Target:
     host: str  # as written (lower case), without brackets
     port: int
     path: str  # path + query
+    literal: bool = False  # the host is an IP address as written (no SNI for it)
 
     @property
     def host_header(self) -> str:
@@ -66,7 +67,7 @@ def parse(url: str, *, allow_http: bool) -> Target:
     if not host:
         raise CallbackRefused("callback_url has no host")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Target(url, scheme, host, port or (443 if scheme == "https" else 80), path)
+    return Target(url, scheme, host, port or (443 if scheme == "https" else 80), path, _literal(host) is not None)
 
 
 def _literal(host: str) -> Address | None:
@@ -76,11 +77,28 @@ def _literal(host: str) -> Address | None:
         return None
 
 
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # ::a.b.c.d (RFC 4291, deprecated but still routed by some stacks)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # the well-known NAT64 prefix: the IPv4 in the low 32 bits (RFC 6052)
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # local-use NAT64 (RFC 8215): a local network's own
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """Every IPv4 address an IPv6 form carries: mapped, 6to4, Teredo, IPv4-compatible, NAT64."""
+    found = [address.ipv4_mapped, address.sixtofour, (address.teredo or (None, None))[1]]
+    if address in _IPV4_COMPATIBLE or address in _NAT64:
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return [a for a in found if a is not None]
+
+
 def is_public(address: Address) -> bool:
+    """Globally routable, and so is every IPv4 address it embeds (``[::169.254.169.254]`` is the metadata
+    service to a stack that routes IPv4-compatible or NAT64 forms)."""
     if isinstance(address, ipaddress.IPv6Address):
-        for embedded in (address.ipv4_mapped, address.sixtofour, (address.teredo or (None, None))[1]):
-            if embedded is not None and not is_public(embedded):
-                return False
+        if address in _NAT64_LOCAL or address in (ipaddress.IPv6Address("::"), ipaddress.IPv6Address("::1")):
+            return False
+        embedded = _embedded_ipv4(address)
+        if embedded:  # the IPv6 form itself is reserved space: what it reaches is the IPv4 address
+            return all(is_public(a) for a in embedded)
     return address.is_global and not address.is_multicast
 
 

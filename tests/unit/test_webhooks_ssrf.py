@@ -1,5 +1,6 @@
 """The SSRF guard: scheme, credentials, literal and resolved addresses."""
 
+import ipaddress
 from typing import Any
 
 import pytest
@@ -58,3 +59,30 @@ def test_resolved_private_address_is_not_disclosed():
 def test_settings_can_allow_http_and_private_targets():
     target, addresses = check("http://127.0.0.1:8080/hook", allow_http=True, allow_private=True, resolver=PUBLIC)
     assert (target.host_header, target.pinned_url(addresses[0])) == ("127.0.0.1:8080", "http://127.0.0.1:8080/hook")
+
+
+@pytest.mark.parametrize("host", [
+    "::169.254.169.254", "::10.0.0.1", "::127.0.0.1", "::a9fe:a9fe",  # IPv4-compatible (RFC 4291)
+    "64:ff9b::a9fe:a9fe", "64:ff9b::10.0.0.1", "64:ff9b::7f00:1",  # well-known NAT64 (RFC 6052)
+    "64:ff9b:1::a9fe:a9fe", "64:ff9b:1:2::8.8.8.8",  # local-use NAT64 (RFC 8215): a local network's own
+    "::ffff:169.254.169.254", "2002:a9fe:a9fe::1",  # IPv4-mapped, 6to4
+    "2001:0:4136:e378:8000:63bf:f5fe:fefe",  # Teredo whose client is 10.1.1.1 (stored inverted)
+])
+def test_ipv6_forms_that_embed_a_non_public_ipv4_address_are_refused(host):
+    with pytest.raises(CallbackRefused, match="non-public"):
+        check(f"https://[{host}]/hook", allow_http=False, allow_private=False)
+    # and when a name resolves to one, the same
+    with pytest.raises(CallbackRefused, match="non-public"):
+        check("https://hooks.example.com/", allow_http=False, allow_private=False,
+              resolver=resolver({"hooks.example.com": [host]}))
+
+
+@pytest.mark.parametrize("host", ["64:ff9b::808:808", "::8.8.8.8", "2002:808:808::1"])
+def test_ipv6_forms_embedding_a_public_ipv4_address_reach_it(host):
+    target, addresses = check(f"https://[{host}]/hook", allow_http=False, allow_private=False)
+    assert target.literal and [str(a) for a in addresses] == [str(ipaddress.ip_address(host))]
+
+
+def test_allow_private_accepts_the_embedded_forms_too():
+    _, addresses = check("https://[::169.254.169.254]/", allow_http=False, allow_private=True)
+    assert len(addresses) == 1
