@@ -180,7 +180,7 @@ def base_answers(questions: list[str]) -> list[str]:
 
 
 def compare(stack: LocalStack, console: Console) -> None:
-    from shared.demo_dataset import heldout_questions
+    from cli.demo_dataset import heldout_questions
 
     questions = heldout_questions()[:4]
     prompts = [q["prompt"] for q in questions]
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"base model {LOCAL_BASE_MODEL} (a small local stand-in)")
         dataset = args.dataset
         if dataset is None:
-            from shared.demo_dataset import write_jsonl
+            from cli.demo_dataset import write_jsonl
 
             dataset = write_jsonl(work / "demo-capitals.jsonl", 120 if args.fast else args.rows)
         blob = upload(stack, dataset, console)

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 
     from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
 
-    from shared.settings import Settings
 
 _ensured: set[str] = set()
 _lock = threading.Lock()
@@ -38,17 +37,6 @@ def ensure_container(service: BlobServiceClient, name: str) -> ContainerClient:
         with _lock:
             _ensured.add(client.url)
     return client
-
-
-def blob_service(settings: Settings) -> BlobServiceClient:
-    """The CLI's client (TODO: the CLI builds its own Connections)."""
-    from shared.connections import Connections
-
-    return Connections(settings).blob_service()
-
-
-def container(settings: Settings, name: str) -> ContainerClient:
-    return ensure_container(blob_service(settings), name)
 
 
 class BlockWriter:

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from azure.storage.blob import BlobServiceClient
 
+from cli.demo_dataset import generate
 from devstack.stack import LocalStack, start_stack
-from shared.demo_dataset import generate
 from shared.records import BlobRecordStore
 from shared.runs import RunState, RunStore
 from tests.e2e.conftest import FAST_FINETUNE, run_for, wait_for

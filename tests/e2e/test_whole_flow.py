@@ -13,7 +13,7 @@ import time
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from shared.demo_dataset import generate
+from cli.demo_dataset import generate
 from shared.runs import RunState
 from tests.e2e.conftest import run_for, wait_for
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
+from cli import demo_dataset
 from emulator import basemodel, mlflow_folder
 from emulator.training import data
 from emulator.training.params import parse_params
 from emulator.training.report import STAGES, StageError
-from shared import demo_dataset
 from tests.emulator.test_basemodel import basemodel_cache, build_with_cli
 
 ROOT = Path(__file__).resolve().parents[2]

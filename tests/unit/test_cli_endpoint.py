@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from shared import cli, cli_endpoint
+from cli import endpoint as cli_endpoint
+from cli import main as cli
 
 BASE = "http://tf.test/api"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -246,8 +247,8 @@ def test_teardown_refused_by_the_api_exits_1(api: Any, capsys: pytest.CaptureFix
 
 def test_help_says_what_score_and_teardown_do(capsys: pytest.CaptureFixture[str]) -> None:
     for command, says, example in (
-        ("score", "Score a prompt on the fine-tuned model's endpoint", 'python -m shared.cli score "What is the capital'),
-        ("teardown", "Delete an online endpoint", "python -m shared.cli teardown tuneflow-chat --yes"),
+        ("score", "Score a prompt on the fine-tuned model's endpoint", 'python -m cli score "What is the capital'),
+        ("teardown", "Delete an online endpoint", "python -m cli teardown tuneflow-chat --yes"),
     ):
         with pytest.raises(SystemExit):
             cli.main([command, "--help"])

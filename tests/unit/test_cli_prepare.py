@@ -1,4 +1,4 @@
-"""`python -m shared.cli prepare` on local data: save_to_disk folders, Parquet and JSONL files, a
+"""`python -m cli prepare` on local data: save_to_disk folders, Parquet and JSONL files, a
 hub-like folder (the code path of a hub id, streamed), seeded sampling, upload, and clear failures."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Any
 import orjson
 import pytest
 
-from shared import cli
-from shared.cli_prepare import PrepareError, choose, resolve_source, rows_for
+from cli import main as cli
+from cli.prepare import choose, resolve_source, rows_for
+from shared.errors import PrepareError
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN, TEST = 100, 40
@@ -252,7 +253,7 @@ def test_output_inside_the_source_is_refused(data: Path, capsys: pytest.CaptureF
 def test_a_hub_id_offline_fails_clearly(tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "prepare", "HuggingFaceH4/ultrachat_200k", "--splits", "train_sft",
+        [sys.executable, "-m", "cli", "prepare", "HuggingFaceH4/ultrachat_200k", "--splits", "train_sft",
          "--percent", "5", "--output-dir", str(tmp_path / "out")],
         cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=120,
     )
@@ -300,4 +301,4 @@ def test_help_says_what_prepare_does(capsys: pytest.CaptureFixture[str]) -> None
         cli.main(["prepare", "--help"])
     out = capsys.readouterr().out
     assert "keep the first (or a seeded random) N% of each split" in out
-    assert "python -m shared.cli prepare HuggingFaceH4/ultrachat_200k --splits train_sft test_sft --percent 5" in out
+    assert "python -m cli prepare HuggingFaceH4/ultrachat_200k --splits train_sft test_sft --percent 5" in out

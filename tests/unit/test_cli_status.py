@@ -1,4 +1,4 @@
-"""`python -m shared.cli status` against Azurite, with runs written through RunStore."""
+"""`python -m cli status` against Azurite, with runs written through RunStore."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobServiceClient
 
+from cli import main as cli
+from cli import status as cli_status
 from devstack.azurite import Azurite
-from shared import cli, cli_status
 from shared.records import BlobRecordStore
 from shared.runs import Run, RunState, RunStore, Transition
 
@@ -197,4 +198,4 @@ def test_help_says_what_status_does(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["status", "--help"])
     out = capsys.readouterr().out
-    assert "Show tuneflow's runs as a table" in out and "python -m shared.cli status 3f2a9c --watch" in out
+    assert "Show tuneflow's runs as a table" in out and "python -m cli status 3f2a9c --watch" in out

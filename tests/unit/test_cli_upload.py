@@ -1,4 +1,4 @@
-"""`python -m shared.cli upload` against a real Azurite: bytes round-trip, blocks, refusals."""
+"""`python -m cli upload` against a real Azurite: bytes round-trip, blocks, refusals."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import orjson
 import pytest
 from azure.storage.blob import BlobServiceClient
 
+from cli import main as cli
+from cli.upload import PlannedBlob, byte_size, plan
 from devstack.azurite import Azurite
-from shared import cli
-from shared.cli_upload import PlannedBlob, Refused, byte_size, plan
+from shared.errors import UploadRefused
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +75,7 @@ def test_a_large_file_goes_up_in_blocks(tmp_path: Path, drop: str, service: Blob
 
 def test_progress_hook_reports_every_byte(tmp_path: Path, azurite: Azurite, drop: str,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared import cli_upload
+    from cli import upload as cli_upload
     from shared.settings import Settings
 
     seen: list[int] = []
@@ -184,7 +185,7 @@ def test_plan_and_sizes() -> None:
     for bad in ("0", "lots", "5000M"):
         with pytest.raises(Exception, match="expected a size"):
             byte_size(bad)
-    with pytest.raises(Refused, match="not a usable blob name"):
+    with pytest.raises(UploadRefused, match="not a usable blob name"):
         plan(Path(__file__), "x//y.jsonl")
 
 
@@ -192,5 +193,5 @@ def test_help_says_what_upload_does(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["upload", "--help"])
     out = capsys.readouterr().out
-    assert "Upload a dataset to the drop container" in out and "python -m shared.cli upload data/train.jsonl" in out
+    assert "Upload a dataset to the drop container" in out and "python -m cli upload data/train.jsonl" in out
 

@@ -1,4 +1,4 @@
-"""`python -m shared.cli validate`: exit codes, output, options, and the command registry."""
+"""`python -m cli validate`: exit codes, output, options, and the command registry."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from shared import cli
+from cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,7 @@ def one_bad(tmp_path: Path) -> Path:
 
 def test_subprocess_valid_dataset_exits_0_with_a_summary(valid: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "validate", str(valid)], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "cli", "validate", str(valid)], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("VALID: 30 rows") and done.stderr == ""
@@ -139,7 +139,7 @@ def test_help_says_what_validate_does_with_examples(capsys: pytest.CaptureFixtur
         cli.main(["validate", "--help"])
     assert done.value.code == 0
     out = capsys.readouterr().out
-    assert "Validate a chat fine-tuning dataset" in out and "python -m shared.cli validate data/train.jsonl" in out
+    assert "Validate a chat fine-tuning dataset" in out and "python -m cli validate data/train.jsonl" in out
     assert "Exit codes: 0 valid, 1 invalid, 2 usage or I/O error" in out
 
 
@@ -161,7 +161,7 @@ def test_commands_come_from_registered_modules(monkeypatch: pytest.MonkeyPatch, 
 def test_the_cli_imports_nothing_heavy() -> None:
     """Building the parser (what `--help` and every command do first) loads no heavy module."""
     heavy = ("orjson", "pyarrow", "shared.validation", "azure.storage.blob", "azure.ai.ml", "datasets", "pandas")
-    code = f"import sys, shared.cli; shared.cli.build_parser(); print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    code = f"import sys, cli.main; cli.main.build_parser(); print(sorted(m for m in {heavy!r} if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 

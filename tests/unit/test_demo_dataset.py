@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import demo_dataset
+from cli import demo_dataset
 
 
 def test_rows_have_the_ultrachat_shape() -> None:

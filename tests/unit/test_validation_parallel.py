@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from shared import cli
+from cli import main as cli
 from shared.validation import (
     LocalFile,
     Split,
@@ -235,7 +235,7 @@ def test_a_dead_worker_means_one_process_not_a_hang(
 
 _SLOW_CLI = """
 import sys, time
-from shared import cli
+from cli import main as cli
 from shared.validation import parallel
 parallel.MIN_RANGE = 4096
 real_scan = parallel.scan_range

@@ -1,4 +1,4 @@
-"""``python -m shared.cli score`` and ``teardown``: calls to tuneflow's HTTP API.
+"""``python -m cli score`` and ``teardown``: calls to tuneflow's HTTP API.
 
 The API's base URL and key come from ``--api-url``/``--key`` or the CLI's environment variables
 ``TUNEFLOW_API_URL``/``TUNEFLOW_API_KEY`` (not app settings: the app never reads them). The key goes
@@ -16,7 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from shared.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE, fail
+from cli.main import EXIT_INVALID, EXIT_OK, EXIT_USAGE, fail
+from shared.errors import ApiFailure, ApiUnreachable
+from shared.integers import argument
 
 if TYPE_CHECKING:
     import httpx
@@ -41,9 +43,9 @@ Needs a function key (or the master key).
 {_API_HELP}
 
 Examples:
-  python -m shared.cli score "What is the capital of Peru?"
-  python -m shared.cli score "Capital of Chile?" --system "Answer in one sentence." --max-new-tokens 32
-  echo "Capital of Peru?" | python -m shared.cli score - --deployment v1a2b-3f2a9c --json
+  python -m cli score "What is the capital of Peru?"
+  python -m cli score "Capital of Chile?" --system "Answer in one sentence." --max-new-tokens 32
+  echo "Capital of Peru?" | python -m cli score - --deployment v1a2b-3f2a9c --json
 """
 
 _TEARDOWN_EPILOG = f"""\
@@ -56,8 +58,8 @@ when stdin is not a terminal).
 {_API_HELP}
 
 Examples:
-  python -m shared.cli teardown tuneflow-chat --yes
-  python -m shared.cli teardown tuneflow-chat --deployment v1a2b-3f2a9c --wait
+  python -m cli teardown tuneflow-chat --yes
+  python -m cli teardown tuneflow-chat --deployment v1a2b-3f2a9c --wait
 """
 
 
@@ -110,10 +112,7 @@ def _api_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", metavar="KEY", help=f"function or admin key (default: ${KEY_ENV})")
 
 
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
+_positive_int = argument(lo=1)
 
 
 def _non_negative(text: str) -> float:
@@ -129,12 +128,6 @@ def _non_negative(text: str) -> float:
 # -- the API client ------------------------------------------------------------------------------------
 
 
-class ApiFailure(Exception):
-    """The API answered with an error; ``str()`` is the line to print."""
-
-
-class Unreachable(Exception):
-    """No answer from the API (connection refused, DNS, timeout)."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +150,7 @@ class Api:
         return cls(base, key, args.timeout)
 
     def call(self, method: str, path: str, body: Any = None, *, absolute: bool = False) -> Any:
-        """One request; the decoded JSON answer. ``ApiFailure`` on an error status, ``Unreachable``."""
+        """One request; the decoded JSON answer. ``ApiFailure`` on an error status, ``ApiUnreachable``."""
         import httpx
 
         url = str(httpx.URL(self.base_url).join(path)) if absolute else self.base_url + path
@@ -169,9 +162,9 @@ class Api:
                               transport=_transport) as client:
                 response = client.request(method, url, json=body, headers=headers)
         except httpx.TimeoutException:
-            raise Unreachable(f"no answer from {url} within {self.timeout:g} s") from None
+            raise ApiUnreachable(f"no answer from {url} within {self.timeout:g} s") from None
         except httpx.TransportError as exc:
-            raise Unreachable(f"cannot reach the tuneflow API at {url}: {exc or type(exc).__name__}") from None
+            raise ApiUnreachable(f"cannot reach the tuneflow API at {url}: {exc or type(exc).__name__}") from None
         if response.is_success:
             try:
                 return response.json() if response.content else {}
@@ -211,7 +204,7 @@ def _run(action: Callable[[Api], int], args: argparse.Namespace) -> int:
         return fail(str(exc))
     try:
         return action(api)
-    except Unreachable as exc:
+    except ApiUnreachable as exc:
         return fail(str(exc))
     except ApiFailure as exc:
         print(f"error: {exc}", file=sys.stderr)

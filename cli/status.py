@@ -1,4 +1,4 @@
-"""``python -m shared.cli status``: the runs, or one run's timeline, read from the run records.
+"""``python -m cli status``: the runs, or one run's timeline, read from the run records.
 
 Reads ``runs/<id>.json`` in the output container straight from storage (the same records the app
 writes), so it works wherever the storage settings do — no HTTP API or function key needed.
@@ -15,7 +15,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
-from shared.cli import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, fail
+from cli.main import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, fail
+from shared.errors import RunNotFound
+from shared.integers import argument
 
 if TYPE_CHECKING:
     from shared.runs import Run, RunStore
@@ -40,10 +42,10 @@ Exit codes: 0 shown (--watch: ended DEPLOYED, RETIRED or TORN_DOWN), 1 no such r
 REJECTED, FAILED or DEPLOY_FAILED), 2 usage or storage error, 130 interrupted.
 
 Examples:
-  python -m shared.cli status
-  python -m shared.cli status --state DEPLOYED,FAILED --limit 5
-  python -m shared.cli status 3f2a9c --watch
-  python -m shared.cli status 3f2a9c --json
+  python -m cli status
+  python -m cli status --state DEPLOYED,FAILED --limit 5
+  python -m cli status 3f2a9c --watch
+  python -m cli status 3f2a9c --json
 """
 
 
@@ -77,10 +79,7 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
+_positive = argument(lo=1)
 
 
 def _states(text: str) -> frozenset[str]:
@@ -98,17 +97,15 @@ def _states(text: str) -> frozenset[str]:
 # -- reading -------------------------------------------------------------------------------------------
 
 
-class NoSuchRun(Exception):
-    pass
-
 
 def run_store(settings: Settings) -> RunStore:
     """Runs over the output container, read-only in spirit: nothing is created if it is missing."""
+    from shared.connections import Connections
     from shared.records import BlobRecordStore
     from shared.runs import RunStore
-    from shared.storage import blob_service
 
-    return RunStore(BlobRecordStore(blob_service(settings).get_container_client(settings.output_container)))
+    service = Connections(settings).blob_service()
+    return RunStore(BlobRecordStore(service.get_container_client(settings.output_container)))
 
 
 def list_runs(store: RunStore, states: frozenset[str] | None = None, limit: int | None = None) -> list[Run]:
@@ -127,16 +124,16 @@ def find_run(store: RunStore, ref: str) -> Run:
     try:
         run = store.get(ref)
     except InputError:
-        raise NoSuchRun(f"not a run id: {ref!r}") from None
+        raise RunNotFound(f"not a run id: {ref!r}") from None
     if run is not None:
         return run
     matches = [r for r in list_runs(store) if r.run_id.startswith(ref)]
     if len(matches) == 1:
         return matches[0]
     if matches:
-        raise NoSuchRun(f"{ref!r} matches {len(matches)} runs ({', '.join(r.run_id for r in matches[:5])}"
+        raise RunNotFound(f"{ref!r} matches {len(matches)} runs ({', '.join(r.run_id for r in matches[:5])}"
                         f"{', …' if len(matches) > 5 else ''}); give more of the id")
-    raise NoSuchRun(f"no run {ref!r} (python -m shared.cli status lists them)")
+    raise RunNotFound(f"no run {ref!r} (python -m cli status lists them)")
 
 
 # -- rendering -------------------------------------------------------------------------------------------
@@ -173,7 +170,7 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
 
 def render_runs(runs: Sequence[Run], now: datetime) -> str:
     if not runs:
-        return "no runs yet — upload a dataset: python -m shared.cli upload data/train.jsonl"
+        return "no runs yet — upload a dataset: python -m cli upload data/train.jsonl"
     rows = [("RUN", "STATE", "DATASET", "MODEL", "ENDPOINT", "UPDATED")]
     for run in runs:
         updated = _parse_time(run.updated_at)
@@ -260,7 +257,7 @@ def _status(args: argparse.Namespace) -> int:
         if args.run is None:
             return _show_runs(store, args)
         return _show_run(store, args)
-    except NoSuchRun as exc:
+    except RunNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except KeyboardInterrupt:

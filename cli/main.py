@@ -1,4 +1,4 @@
-"""tuneflow's command line: ``python -m shared.cli <command> ...``.
+"""tuneflow's command line: ``python -m cli <command> ...``.
 
 Each command module exposes ``register(subparsers)``, which adds its subparser and sets
 ``handler`` (``args -> exit code``). ``validate`` is registered from this module; other commands
@@ -20,11 +20,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from shared.integers import argument
+
 COMMAND_MODULES: tuple[str, ...] = (
-    "shared.cli_prepare",
-    "shared.cli_upload",
-    "shared.cli_status",
-    "shared.cli_endpoint",
+    "cli.prepare",
+    "cli.upload",
+    "cli.status",
+    "cli.endpoint",
 )
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -34,10 +36,10 @@ _FORMATS = ".jsonl, .ndjson, .json or .parquet"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m shared.cli",
+        prog="python -m cli",
         description="tuneflow: fine-tune chat models from a dataset dropped in Blob Storage.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Run `python -m shared.cli <command> --help` for a command's options and examples.",
+        epilog="Run `python -m cli <command> --help` for a command's options and examples.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     register(subparsers)  # validate, below
@@ -76,9 +78,9 @@ Formats: .jsonl/.ndjson (one conversation per line), .json (an array of conversa
 Exit codes: 0 valid, 1 invalid, 2 usage or I/O error.
 
 Examples:
-  python -m shared.cli validate data/train.jsonl
-  python -m shared.cli validate train.parquet --test test.parquet --json > report.json
-  python -m shared.cli validate chats.json --policy drop-invalid --max-seq-length 4096
+  python -m cli validate data/train.jsonl
+  python -m cli validate train.parquet --test test.parquet --json > report.json
+  python -m cli validate chats.json --policy drop-invalid --max-seq-length 4096
 """
 
 
@@ -123,14 +125,7 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=_validate)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+_positive = argument(lo=1)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -171,6 +166,3 @@ def emit(text: str) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush is quiet too
 
-
-if __name__ == "__main__":
-    sys.exit(main())

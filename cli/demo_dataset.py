@@ -5,7 +5,7 @@ capital ("Which city is the capital of Peru?") is answered with one templated se
 Peru is Lima."). A few countries never appear in the rows; ``heldout_questions()`` asks about them, so
 a fine-tuned model can be compared with its base model on questions it was not trained on.
 
-Standard library only; deterministic for a given ``seed``. ``python -m shared.demo_dataset OUT.jsonl``
+Standard library only; deterministic for a given ``seed``. ``python -m cli.demo_dataset OUT.jsonl``
 writes a file.
 """
 
@@ -104,7 +104,7 @@ def heldout_questions() -> list[dict[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m shared.demo_dataset", description="Write the demo dataset.")
+    parser = argparse.ArgumentParser(prog="python -m cli.demo_dataset", description="Write the demo dataset.")
     parser.add_argument("out", type=Path)
     parser.add_argument("--rows", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)

@@ -1,4 +1,4 @@
-"""``python -m shared.cli prepare``: a share of a chat dataset's splits, written as JSONL.
+"""``python -m cli prepare``: a share of a chat dataset's splits, written as JSONL.
 
 The reference notebook's ``download-dataset.py`` (``load_dataset(name, split=...)``, the first N% of
 each split, ``to_json``), done so that it scales and fails clearly:
@@ -28,7 +28,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from shared.cli import EXIT_OK, fail
+from cli.main import EXIT_OK, fail
+from shared.errors import PrepareError
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -61,11 +62,11 @@ up as <name>.jsonl (ingest then holds out its test rows).
 Exit codes: 0 written (and uploaded), 2 usage error, unreadable source, unreachable hub, upload error.
 
 Examples:
-  python -m shared.cli prepare HuggingFaceH4/ultrachat_200k --splits train_sft test_sft --percent 5
-  python -m shared.cli prepare HuggingFaceH4/ultrachat_200k --splits train_sft test_sft \\
+  python -m cli prepare HuggingFaceH4/ultrachat_200k --splits train_sft test_sft --percent 5
+  python -m cli prepare HuggingFaceH4/ultrachat_200k --splits train_sft test_sft \\
       --percent train_sft=5 test_sft=10 --sample random --seed 7 --upload --name ultrachat-5pct
-  python -m shared.cli prepare ./ultrachat_disk --splits train_sft test_sft --percent 1 --output-dir data/uc1
-  python -m shared.cli prepare train=data/demo.jsonl test=data/demo-test.jsonl --upload
+  python -m cli prepare ./ultrachat_disk --splits train_sft test_sft --percent 1 --output-dir data/uc1
+  python -m cli prepare train=data/demo.jsonl test=data/demo-test.jsonl --upload
 """
 
 
@@ -104,9 +105,6 @@ def register(subparsers: Any) -> None:
 def _has_magic(pattern: str) -> bool:
     return _GLOB.search(pattern) is not None
 
-
-class PrepareError(Exception):
-    """The command cannot go on; the message says why and what to do instead."""
 
 
 # -- sources ---------------------------------------------------------------------------------------------
@@ -499,7 +497,8 @@ def _upload_settings() -> Settings:
 
 
 def _upload(settings: Settings, written: Sequence[Written], name: str, args: argparse.Namespace) -> int:
-    from shared.cli_upload import PlannedBlob, Refused, upload_blobs
+    from cli.upload import PlannedBlob, upload_blobs
+    from shared.errors import UploadRefused
 
     try:
         names = blob_names([w.split for w in written], name)
@@ -508,11 +507,11 @@ def _upload(settings: Settings, written: Sequence[Written], name: str, args: arg
             raise PrepareError(f"not uploaded: {', '.join(empty)} has no rows (raise --percent)")
         planned = [PlannedBlob(w.path, names[w.split]) for w in written]
         upload_blobs(settings, planned, overwrite=args.overwrite, progress=not args.quiet)
-    except (PrepareError, Refused) as exc:
+    except (PrepareError, UploadRefused) as exc:
         return fail(str(exc))
     except Exception as exc:  # the storage service said no: one line, no traceback
         return fail(f"upload failed: {_first_line(exc)}")
     for item in planned:
         print(f"uploaded {item.path} → {settings.drop_container}/{item.blob_name}")
-    print("follow the run with: python -m shared.cli status --watch")
+    print("follow the run with: python -m cli status --watch")
     return EXIT_OK

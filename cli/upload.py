@@ -1,4 +1,4 @@
-"""``python -m shared.cli upload``: put a dataset into the drop container, where ingest picks it up.
+"""``python -m cli upload``: put a dataset into the drop container, where ingest picks it up.
 
 A file becomes one dataset (ingest holds out its test split); a folder holding ``train.*`` and
 ``test.*`` becomes ``<name>/train.*`` + ``<name>/test.*``, one dataset that ingest submits once both
@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shared.cli import EXIT_INVALID, EXIT_OK, fail
+from cli.main import EXIT_INVALID, EXIT_OK, fail
+from shared.errors import UploadRefused
+from shared.integers import argument
 
 if TYPE_CHECKING:
-    from azure.storage.blob import BlobClient
+    from azure.storage.blob import BlobClient, BlobServiceClient
 
     from shared.settings import Settings
 
@@ -38,14 +40,11 @@ TUNEFLOW_STORAGE_ACCOUNT_URL with your Azure login); the container from TUNEFLOW
 Exit codes: 0 uploaded, 1 --validate found the dataset invalid (nothing uploaded), 2 usage or I/O error.
 
 Examples:
-  python -m shared.cli upload data/train.jsonl
-  python -m shared.cli upload chats.parquet --name team-a/chats.parquet --validate
-  python -m shared.cli upload ultrachat_5pct/ --block-size 16M --max-concurrency 8
+  python -m cli upload data/train.jsonl
+  python -m cli upload chats.parquet --name team-a/chats.parquet --validate
+  python -m cli upload ultrachat_5pct/ --block-size 16M --max-concurrency 8
 """
 
-
-class Refused(Exception):
-    """The upload cannot go ahead as asked; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -100,35 +99,29 @@ def byte_size(text: str) -> int:
     return value
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+_positive = argument(lo=1)
 
 
 # -- planning: what goes where, refused up front ---------------------------------------------------
 
 
 def plan(path: Path, name: str | None = None) -> list[PlannedBlob]:
-    """The blobs an upload of ``path`` creates; ``Refused`` when ingest would not take them."""
+    """The blobs an upload of ``path`` creates; ``UploadRefused`` when ingest would not take them."""
     from shared.validation import detect_format
 
     if not path.exists():
-        raise Refused(f"{path}: no such file or folder")
+        raise UploadRefused(f"{path}: no such file or folder")
     if path.is_dir():
         return _plan_folder(path, name)
     blob_name = _clean(name) if name else path.name
     if detect_format(path.name) is None:
-        raise Refused(f"{path}: not a dataset file (expected {_FORMATS}); ingest would ignore it")
+        raise UploadRefused(f"{path}: not a dataset file (expected {_FORMATS}); ingest would ignore it")
     if detect_format(blob_name) is None:
-        raise Refused(f"--name {blob_name!r} must end in {_FORMATS} (ingest ignores other blobs), e.g. {blob_name}"
-                      f"{path.suffix.lower()}")
+        raise UploadRefused(f"--name {blob_name!r} must end in {_FORMATS} (ingest ignores other blobs), "
+                            f"e.g. {blob_name}{path.suffix.lower()}")
     if detect_format(blob_name) != detect_format(path.name):
-        raise Refused(f"--name {blob_name!r} names another format than {path.name}: keep the {path.suffix} extension")
+        raise UploadRefused(f"--name {blob_name!r} names another format than {path.name}: "
+                            f"keep the {path.suffix} extension")
     return [PlannedBlob(path, blob_name)]
 
 
@@ -137,7 +130,7 @@ def _plan_folder(folder: Path, name: str | None) -> list[PlannedBlob]:
 
     prefix = _clean(name) if name else folder.resolve().name
     if detect_format(prefix) is not None and name:
-        raise Refused(f"--name {prefix!r}: for a folder, give the folder name (without an extension)")
+        raise UploadRefused(f"--name {prefix!r}: for a folder, give the folder name (without an extension)")
     found: dict[str, Path] = {}
     others: list[str] = []
     for child in sorted(folder.iterdir()):
@@ -149,11 +142,11 @@ def _plan_folder(folder: Path, name: str | None) -> list[PlannedBlob]:
         else:
             others.append(child.name)
     if others:
-        raise Refused(f"{folder}: holds other dataset files ({', '.join(others)}); ingest would take each as a "
+        raise UploadRefused(f"{folder}: holds other dataset files ({', '.join(others)}); ingest would take each as a "
                       "dataset of its own. A folder must hold only train.<ext> and test.<ext>")
     missing = [stem for stem in ("train", "test") if stem not in found]
     if missing:
-        raise Refused(f"{folder}: no {' or '.join(m + '.*' for m in missing)} file; a dataset folder holds "
+        raise UploadRefused(f"{folder}: no {' or '.join(m + '.*' for m in missing)} file; a dataset folder holds "
                       f"train.<ext> and test.<ext> ({_FORMATS}). Upload a single file instead to have its test "
                       "split held out")
     return [PlannedBlob(found[s], f"{prefix}/{found[s].name}") for s in ("train", "test")]
@@ -162,7 +155,7 @@ def _plan_folder(folder: Path, name: str | None) -> list[PlannedBlob]:
 def _clean(name: str) -> str:
     cleaned = name.strip().strip("/")
     if not cleaned or len(cleaned) > 1024 or cleaned.endswith(".") or "//" in cleaned or "\\" in cleaned:
-        raise Refused(f"--name {name!r} is not a usable blob name")
+        raise UploadRefused(f"--name {name!r} is not a usable blob name")
     return cleaned
 
 
@@ -179,37 +172,36 @@ def upload_blobs(
     max_concurrency: int = DEFAULT_CONCURRENCY,
     progress: bool = True,
 ) -> list[str]:
-    """Upload each planned file; the blob URLs. Raises ``Refused`` on a name clash or a missing container."""
+    """Upload each planned file; the blob URLs. Raises ``UploadRefused`` on a name clash or a missing container."""
     from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
-    from shared.storage import container as ensure_container
+    from shared.connections import Connections
+    from shared.storage import ensure_container
 
+    service = Connections(settings).blob_service()
     target = container or settings.drop_container
     if target == settings.drop_container:
-        ensure_container(settings, target)  # the app's own container: created on first use, as ingest would
+        ensure_container(service, target)  # the app's own container: created on first use, as ingest would
     urls = []
     for item in planned:
-        blob = _blob_client(settings, target, item.blob_name, block_size)
+        blob = _blob_client(service, target, item.blob_name, block_size)
         try:
             _send(blob, item, overwrite=overwrite, max_concurrency=max_concurrency, progress=progress)
         except ResourceExistsError:
-            raise Refused(f"{target}/{item.blob_name} already exists; --overwrite replaces it (different bytes "
+            raise UploadRefused(f"{target}/{item.blob_name} already exists; --overwrite replaces it (different bytes "
                           "start a new run, the same bytes meet the existing one)") from None
         except ResourceNotFoundError as exc:
             if getattr(exc, "error_code", None) == "ContainerNotFound":
-                raise Refused(f"container {target!r} does not exist") from None
+                raise UploadRefused(f"container {target!r} does not exist") from None
             raise
         urls.append(blob.url)
     return urls
 
 
-def _blob_client(settings: Settings, container: str, blob_name: str, block_size: int) -> BlobClient:
+def _blob_client(service: BlobServiceClient, container: str, blob_name: str, block_size: int) -> BlobClient:
     """A client for one blob with this upload's block size (the pooled service client keeps its own)."""
     from azure.storage.blob import BlobClient
 
-    from shared.storage import blob_service
-
-    service = blob_service(settings)
     return BlobClient(
         service.url,
         container_name=container,
@@ -266,7 +258,7 @@ def _upload(args: argparse.Namespace) -> int:
 
     try:
         planned = plan(args.path, args.name)
-    except Refused as exc:
+    except UploadRefused as exc:
         return fail(str(exc))
     try:
         settings = Settings.from_env()
@@ -285,7 +277,7 @@ def _upload(args: argparse.Namespace) -> int:
     try:
         upload_blobs(settings, planned, container, overwrite=args.overwrite, block_size=args.block_size,
                      max_concurrency=args.max_concurrency, progress=not args.quiet)
-    except Refused as exc:
+    except UploadRefused as exc:
         return fail(str(exc))
     except OSError as exc:
         return fail(f"cannot read {args.path}: {exc}")
@@ -293,7 +285,7 @@ def _upload(args: argparse.Namespace) -> int:
         return fail(f"upload failed: {_describe(exc)}")
     for item in planned:
         print(f"uploaded {item.path} → {container}/{item.blob_name} ({item.path.stat().st_size} bytes)")
-    print("follow the run with: python -m shared.cli status --watch")
+    print("follow the run with: python -m cli status --watch")
     return EXIT_OK
 
 
