@@ -115,6 +115,7 @@ class BlobWatcher:
             "contentType": blob.content_type,
             "contentLength": blob.size,
             "blobType": blob.blob_type,
+            "accessTier": "Default",  # the blob is on the account's default tier (Azurite has no other)
             "url": self.emu.blobs.blob_url(blob.container, blob.name),
             "sequencer": f"{self._sequence:032d}",
             "storageDiagnostics": {"batchId": str(uuid.uuid4())},

@@ -95,6 +95,9 @@ class BlobStore:
             count += 1
         return count
 
+    def put(self, container: str, name: str, data: bytes) -> None:
+        self.client.get_blob_client(container, name).upload_blob(data, overwrite=True)
+
     def exists(self, container: str, name: str) -> bool:
         try:
             self.client.get_blob_client(container, name).get_blob_properties()

@@ -50,13 +50,27 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--trainer-command", help="Command that runs training (default: python -m emulator.training).")
     p.add_argument("--scorer-command", help="Command that runs a scoring server (default: python -m emulator.scoring).")
     p.add_argument("--blob-poll-interval", type=float, default=0.5, help="Seconds between Azurite polls.")
-    p.add_argument("--delivery-attempts", type=int, default=5, help="Event delivery attempts before dead-letter.")
-    p.add_argument("--delivery-backoff", type=float, default=0.5, help="First retry delay (doubles), seconds.")
     p.add_argument(
-        "--lro-retry-after", type=int, default=1, help="Retry-After (whole seconds) on long-running operations."
+        "--time-scale", type=_positive_float, default=float(os.environ.get("TUNEFLOW_EMULATOR_TIME_SCALE", "0.05")),
+        help="Azure's clock, scaled: Event Grid's retry schedule and time to live, Retry-After (1 = real time).",
     )
+    p.add_argument("--delivery-attempts", type=int, default=30, help="Event Grid's maximum delivery attempts (30).")
+    p.add_argument("--event-ttl-minutes", type=_positive_float, default=1440.0,
+                   help="Event Grid's event time to live, minutes of Azure's time (1440).")
+    p.add_argument("--delivery-timeout", type=_positive_float, default=30.0,
+                   help="Seconds Event Grid waits for an answer (30, not scaled).")
     p.add_argument("--log-level", default=os.environ.get("TUNEFLOW_EMULATOR_LOG_LEVEL", "WARNING"))
     return p
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
@@ -74,9 +88,10 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         base_model_dir=Path(args.base_model_dir).resolve() if args.base_model_dir else None,
         faults=faults,
         blob_poll_interval=args.blob_poll_interval,
+        time_scale=args.time_scale,
         delivery_attempts=args.delivery_attempts,
-        delivery_backoff=args.delivery_backoff,
-        lro_retry_after=args.lro_retry_after,
+        event_ttl_minutes=args.event_ttl_minutes,
+        delivery_timeout=args.delivery_timeout,
     )
     if args.trainer_command:
         cfg.trainer_command = shlex.split(args.trainer_command)

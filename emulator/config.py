@@ -18,6 +18,7 @@ DEV_CONNECTION_STRING = (
 )
 
 DEFAULT_BASE_MODEL = "Phi-3-mini-4k-instruct"
+LRO_RETRY_AFTER_S = 10  # what Azure ML sends on its 202s (its REST specs allow 10-600)
 
 
 @dataclass
@@ -52,18 +53,25 @@ class EmulatorConfig:
     trainer_command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "emulator.training"])
     scorer_command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "emulator.scoring"])
     blob_poll_interval: float = 0.5
-    # Event Grid retry policy: attempts per event, and the first back-off delay (doubles each time).
-    delivery_attempts: int = 5
-    delivery_backoff: float = 0.5
+    # Azure's clock, scaled: 1.0 runs Event Grid's retry schedule (10 s, 30 s, 1 min, …), the event time to
+    # live (24 h) and long-running operations' Retry-After (10 s) in real time; the default runs them 20×
+    # faster so a local stack converges in seconds. Event Grid's 30 s answer window is not scaled.
+    time_scale: float = 0.05
+    delivery_attempts: int = 30  # Event Grid's default maximum delivery attempts (1-30)
+    event_ttl_minutes: float = 1440.0  # Event Grid's default event time to live, scaled by time_scale
+    delivery_timeout: float = 30.0  # seconds Event Grid waits for an answer before it counts a failure
     # How long a deployment's scoring process may take to become ready.
     deployment_ready_timeout: float = 300.0
     # Seconds a long-running operation stays in progress at least (Azure never answers at once).
     lro_min_seconds: float = 0.2
-    # Retry-After (whole seconds, as Azure sends it: azure-ai-ml parses it as an int on 202 responses) on
-    # long-running operations; azure-core's pollers sleep this long between polls.
-    lro_retry_after: int = 1
+
+    def scaled(self, seconds: float) -> float:
+        """A span of Azure's time on the emulator's clock."""
+        return seconds * self.time_scale
 
     @property
     def retry_after_header(self) -> str:
-        return str(max(1, int(self.lro_retry_after)))
+        """Retry-After of a 202: Azure ML declares 10-600 s and sends 10; whole seconds (azure-ai-ml parses
+        an int), so at least 1 on a fast clock. azure-core's pollers sleep this long between polls."""
+        return str(max(1, round(self.scaled(LRO_RETRY_AFTER_S))))
 

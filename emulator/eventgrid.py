@@ -3,8 +3,10 @@
 Delivery follows the service: the validation handshake before the first event
 (``SubscriptionValidationEvent`` for Event Grid schema subscribers, the CloudEvents ``OPTIONS``
 abuse-protection handshake for CloudEvents subscribers), one event per POST, ``aeg-*`` headers, retries
-with exponential back-off on anything but 2xx, and a dead-letter list after the last attempt. Events
-retried later overtake newer ones, as on Azure. Pending deliveries are persisted, so a restart loses none.
+on Azure's schedule (10 s, 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, then hourly, on the emulator's scaled
+clock), a 30 s answer window, no retry of 400/401/403/413, dead-lettering after the maximum attempts or the
+time to live (to a blob container when the subscription names one, as Azure lays it out). Events retried
+later overtake newer ones, as on Azure. Pending deliveries are persisted, so a restart loses none.
 """
 
 from __future__ import annotations
@@ -39,6 +41,15 @@ log = logging.getLogger("emulator.eventgrid")
 EG_SCHEMA = "EventGridSchema"
 CE_SCHEMA = "CloudEventSchemaV1_0"
 KEEP = 5000  # delivery records and topic events kept in memory for the admin API
+# Azure's documented retry schedule after each failed attempt (DELIVERY.md), then hourly; in Azure's seconds.
+RETRY_SCHEDULE_S = (10, 30, 60, 5 * 60, 10 * 60, 30 * 60, 60 * 60)
+# Webhook answers Event Grid never retries: dead-lettered (or dropped) at once.
+NEVER_RETRIED = frozenset({400, 401, 403, 413})
+
+
+def retry_delay_s(attempts_made: int) -> float:
+    """Seconds (of Azure's time) before the next attempt, after ``attempts_made`` failed ones."""
+    return float(RETRY_SCHEDULE_S[min(attempts_made, len(RETRY_SCHEDULE_S)) - 1])
 
 
 @dataclass
@@ -50,6 +61,8 @@ class Subscription:
     subject_ends_with: str | None = None
     event_delivery_schema: str = EG_SCHEMA
     max_delivery_attempts: int | None = None
+    event_time_to_live_minutes: float | None = None
+    dead_letter_container: str | None = None
     source: str = "config"
     validated: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -70,8 +83,15 @@ class Subscription:
         if schema not in (EG_SCHEMA, CE_SCHEMA):
             raise ValueError(f"subscription {name!r}: event_delivery_schema must be {EG_SCHEMA} or {CE_SCHEMA}")
         attempts = raw.get("max_delivery_attempts")
-        if attempts is not None and (not isinstance(attempts, int) or attempts < 1):
-            raise ValueError(f"subscription {name!r}: max_delivery_attempts must be a positive integer")
+        if attempts is not None and (isinstance(attempts, bool) or not isinstance(attempts, int)
+                                     or not 1 <= attempts <= 30):
+            raise ValueError(f"subscription {name!r}: max_delivery_attempts must be an integer from 1 to 30")
+        ttl = raw.get("event_time_to_live_minutes")
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= 1440):
+            raise ValueError(f"subscription {name!r}: event_time_to_live_minutes must be an integer from 1 to 1440")
+        dead_letter = raw.get("dead_letter_container")
+        if dead_letter is not None and (not isinstance(dead_letter, str) or not dead_letter):
+            raise ValueError(f"subscription {name!r}: dead_letter_container must be a container name")
         return cls(
             name=name,
             endpoint=endpoint,
@@ -80,6 +100,8 @@ class Subscription:
             subject_ends_with=raw.get("subject_ends_with") or None,
             event_delivery_schema=schema,
             max_delivery_attempts=attempts,
+            event_time_to_live_minutes=ttl,
+            dead_letter_container=dead_letter,
             source=source,
         )
 
@@ -154,12 +176,15 @@ class EventGrid:
         self._reorder: list[tuple[str, dict[str, Any]]] = []
         self._reorder_task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
+        self._late: set[asyncio.Future[tuple[bool, int, str]]] = set()  # attempts answered after the window
+        self._validating: dict[str, asyncio.Lock] = {}
         self._seq = 0
 
     # ------------------------------------------------------------------------ subscriptions
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0), verify=False)
+        # The answer window is applied around each attempt; the client itself waits as long as a handler runs.
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=10.0), verify=False)
         config_subs = load_events_config(self.emu.cfg.events_config) if self.emu.cfg.events_config else []
         for sub in config_subs:
             self._install(sub)
@@ -272,9 +297,8 @@ class EventGrid:
     def _enqueue(self, sub_name: str, schema: str, event: dict[str, Any]) -> None:
         self._seq += 1
         key = f"{time.time_ns():020d}-{self._seq:08d}"
-        self.pending.put(
-            key, {"sub": sub_name, "schema": schema, "event": event, "attempt": 0, "enqueued": arm.iso()}
-        )
+        self.pending.put(key, {"sub": sub_name, "schema": schema, "event": event, "attempt": 0,
+                               "enqueued": arm.iso(), "enqueued_at": time.time()})
         self._queues[sub_name].put_nowait(key)
 
     # ------------------------------------------------------------------------ delivery
@@ -290,10 +314,7 @@ class EventGrid:
             doc = self.pending.get(key)
             if sub is None or doc is None:
                 continue
-            try:
-                ok, status, detail = await self._deliver(sub, doc)
-            except Exception as exc:
-                ok, status, detail = False, 0, f"{type(exc).__name__}: {exc}"
+            ok, status, detail = await self._deliver_within_window(sub, doc)
             attempt = doc["attempt"] + 1
             event = doc["event"]
             record = {
@@ -312,24 +333,75 @@ class EventGrid:
             if ok:
                 self.pending.delete(key)
                 continue
-            if attempt >= self._attempts(sub):
+            reason = self._give_up_reason(sub, doc, attempt, status)
+            if reason:
                 self.pending.delete(key)
-                self.dead_letters.append(
-                    {
-                        "subscription": sub_name,
-                        "event": event,
-                        "attempts": attempt,
-                        "lastStatus": status,
-                        "deadLetterReason": "MaxDeliveryAttemptsExceeded",
-                        "lastDeliveryOutcome": detail,
-                        "time": arm.iso(),
-                    }
-                )
-                log.warning("dead-lettered event %s for %s after %d attempts", event["id"], sub_name, attempt)
+                self._dead_letter(sub, event, attempt, status, detail, reason=reason)
                 continue
             self.pending.put(key, {**doc, "attempt": attempt})
-            delay = self.emu.cfg.delivery_backoff * (2 ** (attempt - 1))
+            delay = self.emu.cfg.scaled(retry_delay_s(attempt))
             asyncio.get_running_loop().call_later(delay, self._requeue, sub_name, key)
+
+    async def _deliver_within_window(self, sub: Subscription, doc: dict[str, Any]) -> tuple[bool, int, str]:
+        """One attempt, judged after ``delivery_timeout``: no answer by then is a failure and the event is
+        retried, while the first request goes on (a Functions host keeps running the function)."""
+        attempt = asyncio.ensure_future(self._deliver(sub, doc))
+        window = self.emu.cfg.delivery_timeout
+        try:
+            return await asyncio.wait_for(asyncio.shield(attempt), window)
+        except TimeoutError:
+            self._late.add(attempt)
+            attempt.add_done_callback(self._late.discard)
+            return False, 0, f"no answer within {window:g} s"
+        except Exception as exc:
+            return False, 0, f"{type(exc).__name__}: {exc}"
+
+    def _give_up_reason(self, sub: Subscription, doc: dict[str, Any], attempt: int, status: int) -> str | None:
+        """Why this event is delivered no more, or None to retry it (Azure's rules, DELIVERY.md)."""
+        if status in NEVER_RETRIED:
+            return "UndeliverableDueToClientError"
+        if attempt >= self._attempts(sub):
+            return "MaxDeliveryAttemptsExceeded"
+        age = time.time() - float(doc.get("enqueued_at", time.time()))
+        next_try = age + self.emu.cfg.scaled(retry_delay_s(attempt))
+        if next_try > self.emu.cfg.scaled(self._ttl_minutes(sub) * 60):
+            return "TimeToLiveExceeded"
+        return None
+
+    def _ttl_minutes(self, sub: Subscription) -> float:
+        return sub.event_time_to_live_minutes or self.emu.cfg.event_ttl_minutes
+
+    def _dead_letter(self, sub: Subscription, event: dict[str, Any], attempt: int, status: int, detail: str, *,
+                     reason: str) -> None:
+        now = time.gmtime()
+        letter = {
+            **event,
+            "deadLetterReason": reason,
+            "deliveryAttempts": attempt,
+            "lastDeliveryOutcome": detail,
+            "lastHttpStatusCode": status,
+            "publishTime": event.get("eventTime") or event.get("time"),
+            "lastDeliveryAttemptTime": arm.iso(),
+        }
+        self.dead_letters.append({"subscription": sub.name, "event": event, "attempts": attempt, "lastStatus": status,
+                                  "deadLetterReason": reason, "lastDeliveryOutcome": detail, "time": arm.iso()})
+        log.warning("dead-lettered event %s for %s after %d attempts: %s", event.get("id"), sub.name, attempt, reason)
+        if sub.dead_letter_container:
+            # <SUBSCRIPTION>/<y>/<m>/<d>/<h>/<id>.json, not zero-padded, UTC: where Azure writes them
+            name = (f"{sub.name.upper()}/{now.tm_year}/{now.tm_mon}/{now.tm_mday}/{now.tm_hour}/"
+                    f"{uuid.uuid4()}.json")
+            task = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(self._write_dead_letter, sub.dead_letter_container, name, letter))
+            self._late.add(task)
+            task.add_done_callback(self._late.discard)
+
+    def _write_dead_letter(self, container: str, name: str, letter: dict[str, Any]) -> tuple[bool, int, str]:
+        try:
+            self.emu.blobs.ensure_container(container)
+            self.emu.blobs.put(container, name, json.dumps([letter]).encode())
+        except Exception as exc:  # Azure drops a dead letter it cannot write; say so
+            log.warning("could not write dead letter %s to %s: %s", name, container, exc)
+        return True, 0, ""
 
     def _requeue(self, sub_name: str, key: str) -> None:
         queue = self._queues.get(sub_name)
@@ -382,12 +454,13 @@ class EventGrid:
 
     async def _deliver(self, sub: Subscription, doc: dict[str, Any]) -> tuple[bool, int, str]:
         assert self._client is not None
-        if not sub.validated:
-            ok, detail = await self._validate(sub)
-            if not ok:
-                return False, 0, detail
-            sub.validated = True
-            self.state.put(sub.name, sub.public())
+        async with self._validating.setdefault(sub.name, asyncio.Lock()):
+            if not sub.validated:
+                ok, detail = await self._validate(sub)
+                if not ok:
+                    return False, 0, detail
+                sub.validated = True
+                self.state.put(sub.name, sub.public())
         event = doc["event"]
         headers = {
             "aeg-event-type": "Notification",

@@ -261,8 +261,7 @@ def measure(args: argparse.Namespace, delay_ms: float, notebook: bool) -> Result
         base.mkdir()
         (base / "config.json").write_text("{}")
         emu = start_emulator(work / "emulator", azurite.connection_string,
-                             extra_args=["--scorer-command", FAKE_SCORER, "--base-model-dir", str(base),
-                                         "--lro-retry-after", "0"],
+                             extra_args=["--scorer-command", FAKE_SCORER, "--base-model-dir", str(base)],
                              env={"FAKE_SCORER_DELAY": str(delay_ms / 1000)})
         os.environ["REQUESTS_CA_BUNDLE"] = emu.ca_bundle
         admin = Admin(emu)

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 API_VERSION = "2023-10-01"
 TIMEOUT_S = 30.0
-MAX_POLL_S = 10.0  # poll at least this often while waiting, whatever Retry-After says
 TOKEN_MARGIN_S = 300.0
 _READ_ONLY = ("scoringUri", "swaggerUri", "provisioningState")
 _TERMINAL = ("succeeded", "failed", "canceled")
@@ -215,7 +214,10 @@ class ControlPlane:
         return items
 
     def wait(self, operation: Operation | None, timeout: float) -> bool:
-        """Poll a long-running operation for at most ``timeout`` seconds; True when it succeeded."""
+        """Poll a long-running operation for at most ``timeout`` seconds; True when it succeeded.
+
+        Each pause is the service's ``Retry-After`` (Azure ML sends 10-600 s), never shorter: when the next
+        poll would fall after ``timeout``, it stops there with False and the reconciler finishes the work."""
         if operation is None or operation.url is None:
             return True
         deadline = self._clock() + timeout
@@ -225,11 +227,10 @@ class ControlPlane:
             status = str(response.json().get("status") or "").lower()
             if status in _TERMINAL:
                 return status == "succeeded"
-            left = deadline - self._clock()
-            if left <= 0:
-                return False
             pause = _retry_after(response, pause)
-            self._sleep(max(0.05, min(pause, MAX_POLL_S, left)))
+            if self._clock() + pause > deadline:
+                return False
+            self._sleep(max(0.05, pause))
 
     def location(self) -> str:
         """The workspace's region: new endpoints and deployments are created in it."""

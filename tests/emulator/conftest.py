@@ -41,7 +41,7 @@ def fast_args(base_model: Path) -> list[str]:
         "--scorer-command", FAKE_SCORER,
         "--base-model-dir", str(base_model),
         "--blob-poll-interval", "0.2",
-        "--delivery-backoff", "0.1",
+        "--time-scale", "0.01",
         "--delivery-attempts", "4",
     ]
 

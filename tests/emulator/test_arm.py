@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -186,3 +187,26 @@ def test_compute_create_and_sizes(ml: Any) -> None:
     sizes = {s.name: s.gpus for s in ml.compute.list_sizes()}
     assert sizes["Standard_NC24ads_A100_v4"] == 1 and sizes["Standard_NC6s_v3"] == 1
     assert {"gpu-cluster-big", "gpu-cluster-small"} <= {c.name for c in ml.compute.list()}
+
+
+def test_retry_after_on_202s_is_azures_on_the_emulators_clock(emulator_factory: Any, tmp_path: Path) -> None:
+    # Azure ML's specs declare 10-600 s and it sends 10; at time scale 1 the emulator sends the same,
+    # at 0.01 (the tests' clock) the whole-second floor of 1
+    from emulator.config import LRO_RETRY_AFTER_S, EmulatorConfig
+
+    assert EmulatorConfig(data_dir=tmp_path, time_scale=1).retry_after_header == str(LRO_RETRY_AFTER_S) == "10"
+    assert EmulatorConfig(data_dir=tmp_path, time_scale=0.5).retry_after_header == "5"
+    real = Admin(emulator_factory(tmp_path / "real-clock", extra_args=["--time-scale", "1"]))
+    try:
+        name = f"ep-{uuid.uuid4().hex[:8]}"
+        r = real.http.put(real.ws(f"/onlineEndpoints/{name}"), params=API,
+                          json={"location": "eastus2", "properties": {"authMode": "Key"}})
+        assert r.status_code == 201 and 10 <= int(r.headers["Retry-After"]) <= 600
+        time.sleep(0.5)  # past lro_min_seconds: the create has finished
+        keys = real.http.post(real.ws(f"/onlineEndpoints/{name}/regenerateKeys"), params=API,
+                              json={"keyType": "Primary"})
+        assert keys.status_code == 202 and keys.headers["Retry-After"] == "10"
+        d = real.http.delete(real.ws(f"/onlineEndpoints/{name}"), params=API)
+        assert d.status_code == 202 and d.headers["Retry-After"] == "10"
+    finally:
+        real.close()

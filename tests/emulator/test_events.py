@@ -240,9 +240,12 @@ def test_blob_created_for_single_and_block_uploads(emu: Admin, webhook: Webhook,
     assert small["data"]["url"].endswith(f"/devstoreaccount1/{container}/small.jsonl")
     assert small["data"]["contentLength"] == 9 and large["data"]["contentLength"] == len(big)
     assert small["data"]["blobType"] == "BlockBlob"
-    reference = json.loads((reference_dir / "events" / "storage_BlobCreated_eventgrid.json").read_text())[0]
-    assert set(small["data"]) == set(reference["data"])
+    # the current documentation's example: the same keys, accessTier included
+    reference = json.loads((reference_dir / "events" / "storage_BlobCreated_current_eventgrid.json").read_text())[0]
+    assert set(small["data"]) == set(reference["data"]) and small["data"]["accessTier"] == "Default"
     assert set(small) == set(reference)
+    for key, value in reference["data"].items():
+        assert type(small["data"][key]) is type(value), key
     seq = [int(e["data"]["sequencer"]) for e in events]
     assert len(set(seq)) == 2
     # Re-uploading the same name with new content is a new BlobCreated (new ETag).
@@ -269,3 +272,120 @@ def test_events_config_file(emulator_factory: Any, tmp_path: Path, webhook: Webh
     bad.write_text(json.dumps([{"name": "x", "endpoint": "ftp://nowhere"}]))
     with pytest.raises(EmulatorStartError, match="'endpoint' must be an http"):
         emulator_factory(tmp_path / "bad-config", events_config=bad)
+
+
+# -- Azure's delivery rules (../shared/reference/events/DELIVERY.md), on the emulator's scaled clock ----------
+
+
+def _dead_letter(emu: Admin, event_id: str, timeout: float = 15) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        dead = [d for d in emu.get("/events/dead-letters")["value"] if d["event"]["id"] == event_id]
+        if dead:
+            return dead[0]
+        time.sleep(0.05)
+    raise AssertionError(f"{event_id} was not dead-lettered in {timeout} s")
+
+
+def test_the_retry_schedule_is_azures_scaled(emulator_factory: Any, tmp_path: Path) -> None:
+    # time scale 0.02: 10 s, 30 s, 1 min become 0.2 s, 0.6 s, 1.2 s
+    emu = Admin(emulator_factory(tmp_path / "sched", extra_args=["--time-scale", "0.02", "--delivery-attempts", "30"]))
+    hook = start_webhook(Policy(fail_first=3))
+    try:
+        emu.subscribe("sched", endpoint=hook.url, included_event_types=["tuneflow.test.sched"])
+        (event_id,) = _send_custom(emu, 1, "tuneflow.test.sched")
+        hook.wait_for(lambda ev: any(e["id"] == event_id for e in ev), timeout=20)
+        attempts = hook.notifications(ok_only=False)
+        gaps = [b.at - a.at for a, b in itertools.pairwise(attempts)]
+        assert len(gaps) == 3
+        for gap, azure_s in zip(gaps, (10, 30, 60), strict=True):
+            assert azure_s * 0.02 * 0.95 <= gap <= azure_s * 0.02 + 0.5, gaps
+    finally:
+        hook.stop()
+        emu.close()
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 413])
+def test_answers_event_grid_never_retries_dead_letter_at_once(emu: Admin, status: int) -> None:
+    hook = start_webhook(Policy(always_fail=True, fail_status=status))
+    try:
+        emu.subscribe(f"never{status}", endpoint=hook.url, included_event_types=[f"tuneflow.test.never{status}"])
+        (event_id,) = _send_custom(emu, 1, f"tuneflow.test.never{status}")
+        dead = _dead_letter(emu, event_id)
+        assert dead["attempts"] == 1 and dead["lastStatus"] == status
+        assert dead["deadLetterReason"] == "UndeliverableDueToClientError"
+        time.sleep(0.5)  # longer than the first retry (0.1 s): none came
+        assert len(hook.notifications(ok_only=False)) == 1
+    finally:
+        hook.stop()
+
+
+def test_other_failures_are_retried(emu: Admin) -> None:
+    hook = start_webhook(Policy(fail_first=1, fail_status=404))  # 404 is not on the never-retried list
+    try:
+        emu.subscribe("r404", endpoint=hook.url, included_event_types=["tuneflow.test.r404"])
+        (event_id,) = _send_custom(emu, 1, "tuneflow.test.r404")
+        hook.wait_for(lambda ev: any(e["id"] == event_id for e in ev))
+        assert [a.headers["x-answered"] for a in hook.notifications(ok_only=False)] == ["404", "200"]
+    finally:
+        hook.stop()
+
+
+def test_an_event_past_its_time_to_live_is_dead_lettered(emu: Admin) -> None:
+    # 1 minute of Azure's time at scale 0.01 is 0.6 s: the schedule (0.1, 0.3, 0.6 s…) outlives it before
+    # the subscription's 30 attempts
+    hook = start_webhook(Policy(always_fail=True))
+    try:
+        emu.subscribe("ttl", endpoint=hook.url, included_event_types=["tuneflow.test.ttl"],
+                      max_delivery_attempts=30, event_time_to_live_minutes=1)
+        (event_id,) = _send_custom(emu, 1, "tuneflow.test.ttl")
+        dead = _dead_letter(emu, event_id)
+        assert dead["deadLetterReason"] == "TimeToLiveExceeded" and 1 < dead["attempts"] < 30
+    finally:
+        hook.stop()
+
+
+def test_no_answer_within_the_window_is_a_failure_and_the_event_comes_again(emulator_factory: Any,
+                                                                             tmp_path: Path) -> None:
+    emu = Admin(emulator_factory(tmp_path / "window", extra_args=["--delivery-timeout", "0.5"]))
+    hook = start_webhook(Policy(delay_s=1.0))  # answers 200, but after the window closed
+    try:
+        emu.subscribe("slow", endpoint=hook.url, included_event_types=["tuneflow.test.slow"])
+        (event_id,) = _send_custom(emu, 1, "tuneflow.test.slow")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(hook.notifications(ok_only=False)) < 2:
+            time.sleep(0.05)
+        first, second = hook.notifications(ok_only=False)[:2]
+        assert first.body[0]["id"] == second.body[0]["id"] == event_id
+        assert second.at - first.at < 1.0  # retried while the first attempt was still being answered
+        log = emu.get("/events/deliveries", params={"subscription": "slow"})["slow"]
+        assert log[0]["ok"] is False and "no answer within 0.5 s" in log[0]["detail"]
+    finally:
+        hook.stop()
+        emu.close()
+
+
+def test_dead_letters_are_written_where_azure_writes_them(emu: Admin, azurite: Any) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    hook = start_webhook(Policy(always_fail=True, fail_status=400))
+    try:
+        emu.subscribe("Lost-Events", endpoint=hook.url, included_event_types=["tuneflow.test.dl"],
+                      dead_letter_container="deadletters")
+        (event_id,) = _send_custom(emu, 1, "tuneflow.test.dl")
+        _dead_letter(emu, event_id)
+        container = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(
+            "deadletters")
+        deadline = time.monotonic() + 10
+        names: list[str] = []
+        while time.monotonic() < deadline and not names:
+            names = [b.name for b in container.list_blobs()] if container.exists() else []
+            time.sleep(0.05)
+        (name,) = names
+        now = time.gmtime()
+        assert name.startswith(f"LOST-EVENTS/{now.tm_year}/{now.tm_mon}/{now.tm_mday}/")  # not zero-padded
+        (letter,) = json.loads(container.download_blob(name).readall())
+        assert letter["id"] == event_id and letter["deadLetterReason"] == "UndeliverableDueToClientError"
+        assert letter["deliveryAttempts"] == 1 and letter["lastHttpStatusCode"] == 400
+    finally:
+        hook.stop()

@@ -24,6 +24,8 @@ class Policy:
     fail_first: int = 0  # answer this many notifications with 500 first
     always_fail: bool = False
     fail_count: int = 0
+    fail_status: int = 500  # what a failing answer is
+    delay_s: float = 0.0  # how long a notification's answer takes (after it is recorded)
 
 
 @dataclass
@@ -106,8 +108,10 @@ def start_webhook(policy: Policy | None = None) -> Webhook:
                 with hook.lock:
                     if hook.policy.always_fail or hook.policy.fail_count < hook.policy.fail_first:
                         hook.policy.fail_count += 1
-                        status = 500
+                        status = hook.policy.fail_status
             self._record("POST", body, status)
+            if kind != "SubscriptionValidation" and hook.policy.delay_s:
+                time.sleep(hook.policy.delay_s)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))

@@ -160,7 +160,7 @@ def stack(azurite: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
     base.mkdir()
     (base / "config.json").write_text('{"model_type": "fake"}')
     emu = start_emulator(work / "emulator", azurite.connection_string, extra_args=[
-        "--scorer-command", FAKE_SCORER, "--base-model-dir", str(base), "--lro-retry-after", "0"])
+        "--scorer-command", FAKE_SCORER, "--base-model-dir", str(base)])
     previous_ca = os.environ.get("REQUESTS_CA_BUNDLE")
     os.environ["REQUESTS_CA_BUNDLE"] = emu.ca_bundle  # the SDK's plain `requests` calls in this process
     receiver = Receiver().start()
