@@ -104,6 +104,29 @@ def test_child_other_experiment_and_unrelated_model_events_change_nothing(stack,
     assert len(list(ml.online_deployments.list("tuneflow-chat"))) == 1
 
 
+def test_a_drop_made_while_the_host_is_down_is_ingested_exactly_once(stack, runs, tmp_path):
+    """The host down 12 s (the outage that used to dead-letter the event after ~7.5 s): Event Grid's schedule
+    (10 s, 30 s, 1 min, 5 min at the stack's time scale 0.05: 0.5, 1.5, 3, 15 s) delivers the event again once
+    the host is back, and exactly one run comes of it."""
+    from devhost.process import start_devhost
+
+    port = int(stack.devhost.url.rsplit(":", 1)[1])
+    keys = tmp_path / "keys.json"  # the host's keys outlive it, as in Azure: the subscription's URL carries one
+    keys.write_bytes(stack.devhost.keys_path.read_bytes())
+    stack.devhost.stop()
+    upload(stack, "while-down.jsonl", seed=15)
+    time.sleep(12)
+    stack.devhost = start_devhost("function_app:app", port=port, settings=stack.settings, keys=keys, timeout=60)
+    run = wait_for(run_for(runs, "datasets/while-down.jsonl", SETTLED), 600, "the run of the drop made while down")
+    assert run.state == RunState.DEPLOYED, run.last_error
+    assert len([r for r in runs.list() if r.dataset.endswith("/while-down.jsonl")]) == 1
+    log = stack.admin("GET", "/events/deliveries?subscription=tuneflow-ingest")["tuneflow-ingest"]
+    mine = [d for d in log if str(d["subject"]).endswith("/while-down.jsonl")]
+    assert len({d["id"] for d in mine}) == 1  # one event, delivered more than once
+    assert not mine[0]["ok"] and mine[-1]["ok"] and len(mine) >= 3
+    assert stack.admin("GET", "/events/dead-letters")["value"] == []
+
+
 def test_a_lost_run_completed_is_recovered_by_the_reconciler(stack, runs):
     stack.admin("DELETE", "/subscriptions/tuneflow-lifecycle")  # every Azure ML event is lost from now on
     upload(stack, "no-events.jsonl", seed=14)
