@@ -20,10 +20,16 @@ from shared.errors import RunNotFound
 from shared.integers import argument
 
 if TYPE_CHECKING:
-    from shared.runs import Run, RunStore
+    from shared.runs import Run, RunState, RunStore
     from shared.settings import Settings
 
-TERMINAL = frozenset({"REJECTED", "FAILED", "DEPLOYED", "DEPLOY_FAILED", "RETIRED", "TORN_DOWN"})
+def _settled() -> frozenset[RunState]:
+    """The states a run stops in (the one definition, in shared.runs; imported late: --help stays fast)."""
+    from shared.runs import SETTLED
+
+    return SETTLED
+
+
 UNSUCCESSFUL = frozenset({"REJECTED", "FAILED", "DEPLOY_FAILED"})
 _CLEAR = "\x1b[H\x1b[2J"
 _sleep = time.sleep  # --watch's pause (tests replace it)
@@ -200,7 +206,7 @@ def render_run(run: Run, now: datetime) -> str:
         if i + 1 < len(run.history):
             end = _parse_time(run.history[i + 1].at)
             spent = duration((end - start).total_seconds()) if start and end else "?"
-        elif step.state.value in TERMINAL:
+        elif step.state in _settled():
             spent = "-"
         else:
             spent = f"{duration((now - start).total_seconds())} so far" if start else "?"
@@ -285,7 +291,7 @@ def _show_run(store: RunStore, args: argparse.Namespace) -> int:
     def render() -> tuple[str, str | None]:
         run = find_run(store, args.run)
         text = _json(run.summary_dict()) if args.json else render_run(run, datetime.now(UTC))
-        final = run.state.value if run.state.value in TERMINAL else None
+        final = run.state.value if run.state in _settled() else None
         return text, final
 
     if not args.watch:

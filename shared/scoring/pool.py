@@ -2,8 +2,8 @@
 
 - scoring calls: ``shared.scoring.http1.Http1Client``, a lean keep-alive client (the hot path);
 - webhook deliveries: ``httpx.AsyncClient`` (off the hot path: one per webhook; the control plane has
-  its own synchronous client, ``shared.connections.Connections.http``). httpx's pool bookkeeping costs
-  2-3 ms of CPU per request at 32 concurrent calls, which is why scoring itself does not go through it.
+  its own synchronous client, ``shared.connections.Connections.http``). Scoring does not go through
+  httpx because of its per-request CPU (``shared.scoring.http1``'s docstring has the measured numbers).
 
 Both are sized for at least 32 concurrent calls. An async client belongs to the event loop it first
 ran on; the Functions worker has one loop, but tests run several, so clients are kept per loop.

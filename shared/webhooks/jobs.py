@@ -13,7 +13,6 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,6 +20,7 @@ import orjson
 
 from shared.errors import ConflictError
 from shared.records import RecordStore
+from shared.runs import now_iso
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
@@ -30,10 +30,6 @@ PREFIX = "score-jobs/"
 _ID = re.compile(r"[0-9a-f]{32}")  # fullmatch: `$` would allow a final newline
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 PENDING, DELIVERED, GAVE_UP = "pending", "delivered", "failed"
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def is_job_id(value: str) -> bool:

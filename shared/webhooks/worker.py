@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from shared.errors import ScoringError
+from shared.runs import now_iso
 from shared.webhooks.delivery import backoff
-from shared.webhooks.jobs import DELIVERED, FAILED, GAVE_UP, PENDING, QUEUED, RUNNING, SUCCEEDED, ScoreJob, now_iso
+from shared.webhooks.jobs import DELIVERED, FAILED, GAVE_UP, PENDING, QUEUED, RUNNING, SUCCEEDED, ScoreJob
 
 if TYPE_CHECKING:
     from shared.services import Services
