@@ -43,9 +43,12 @@ e2e: install
 
 bench: install
 	$(PY) bench/validation/run.py
-	$(PY) bench/validation/azurite.py
+	$(PY) bench/validation/run.py --shape short
+	$(PY) bench/validation/from_blob.py
 	$(PY) bench/cold_start.py
 	$(PY) bench/scoring/run.py
+	$(PY) bench/scoring/streaming.py
+	$(PY) bench/control_plane.py
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .data

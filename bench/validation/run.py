@@ -1,10 +1,13 @@
 """Validation throughput: our streaming validator against pandas and Hugging Face datasets.
 
-Usage: .venv/bin/python bench/validation/run.py [--mb 200] [--repeat 5]
+Usage: .venv/bin/python bench/validation/run.py [--mb 200] [--repeat 5] [--shape ultrachat|short]
 
-Generates (deterministically, into bench/.work/) an ultrachat_200k-like JSONL file of --mb MiB and
-one of twice that size, then times, each in a fresh subprocess, on the same file in the same run:
+Generates (deterministically, into bench/.work/) a JSONL file of --mb MiB and one of twice that size, in
+one of two row shapes (``ultrachat``: ultrachat_200k-like rows of a few long turns; ``short``: short chats
+of many brief turns, where per-message costs dominate), then times, each in a fresh subprocess, on the
+same file in the same run:
 
+  * cli       — ``python -m cli validate FILE --json``, the command a user runs: the whole process
   * ours      — ``validate_dataset`` with every check on (the CLI path: no sink), on every core
   * ours-1    — the same in one process (``workers=1``)
   * ours+sink — the ingest path: also serialises every kept row, hash-splits it and hands it to a sink
@@ -95,7 +98,22 @@ def conversation(rng: random.Random, non_ascii: float = NON_ASCII) -> dict[str, 
     return {"prompt": prompt, "prompt_id": hashlib.sha256(prompt.encode()).hexdigest(), "messages": messages}
 
 
-def generate(path: Path, mib: int, non_ascii: float = NON_ASCII, seed: int = 20240601) -> None:
+def short_chat(rng: random.Random, non_ascii: float = NON_ASCII) -> dict[str, Any]:
+    """A short chat of many brief turns: 10-30 alternating messages of a sentence or two."""
+    turns = rng.randrange(10, 31, 2)
+    messages = [{"content": _paragraph(rng, rng.randint(4, 18), rng.random() < non_ascii),
+                 "role": ("user", "assistant")[k % 2]} for k in range(turns)]
+    return {"messages": messages}
+
+
+SHAPES = {"ultrachat": conversation, "short": short_chat}
+SHAPE_TEXT = {"ultrachat": "ultrachat_200k-like", "short": "short many-turn chats"}
+SHAPE_ROWS = {"ultrachat": "prompt, prompt_id and 2–8 alternating user/assistant turns of multi-paragraph text",
+              "short": "10–30 alternating user/assistant turns of a sentence or two each"}
+
+
+def generate(path: Path, mib: int, non_ascii: float = NON_ASCII, seed: int = 20240601,
+             shape: str = "ultrachat") -> None:
     """Write ``mib`` MiB of JSONL rows (deterministic for a seed); skip if already there."""
     import orjson
 
@@ -106,7 +124,7 @@ def generate(path: Path, mib: int, non_ascii: float = NON_ASCII, seed: int = 202
     written = 0
     with tmp.open("wb") as f:
         while written < mib * MiB:
-            line = orjson.dumps(conversation(rng, non_ascii)) + b"\n"
+            line = orjson.dumps(SHAPES[shape](rng, non_ascii)) + b"\n"
             f.write(line)
             written += len(line)
     tmp.replace(path)
@@ -185,7 +203,24 @@ def peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
 
 
+def measure_cli(path: Path) -> dict[str, float]:
+    """The command a user runs, as a whole process: interpreter start, imports, validation, the report."""
+    import orjson
+
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "cli", "validate", str(path), "--json"], capture_output=True,
+                         check=False, cwd=ROOT)
+    wall = time.perf_counter() - started
+    if out.returncode:
+        raise SystemExit(f"cli validate failed ({out.returncode}):\n{out.stderr.decode()[-2000:]}")
+    rows = orjson.loads(out.stdout)["files"]["train"]["rows"]
+    nan = float("nan")
+    return {"rows": int(rows), "wall": wall, "import": nan, "op": nan, "rss": nan}
+
+
 def measure(tool: str, path: Path) -> dict[str, float]:
+    if tool == "cli":
+        return measure_cli(path)
     cache = WORK / "hf-cache"
     shutil.rmtree(cache, ignore_errors=True)
     started = time.perf_counter()
@@ -209,6 +244,7 @@ def main() -> None:
     parser.add_argument(
         "--non-ascii", type=float, default=NON_ASCII, help="share of messages with a non-ASCII character (0.15)"
     )
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="ultrachat", help="row shape (ultrachat)")
     parser.add_argument("--child", nargs=3, metavar=("TOOL", "PATH", "CACHE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -220,15 +256,15 @@ def main() -> None:
 
     WORK.mkdir(parents=True, exist_ok=True)
     tag = "" if args.non_ascii == 0.15 else f"-na{args.non_ascii:g}"
-    main_file = WORK / f"ultrachat-like-{args.mb}mb{tag}.jsonl"
-    double = WORK / f"ultrachat-like-{2 * args.mb}mb{tag}.jsonl"
+    main_file = WORK / f"{args.shape}-like-{args.mb}mb{tag}.jsonl"
+    double = WORK / f"{args.shape}-like-{2 * args.mb}mb{tag}.jsonl"
     t = time.perf_counter()
-    generate(main_file, args.mb, args.non_ascii)
-    generate(double, 2 * args.mb, args.non_ascii)
+    generate(main_file, args.mb, args.non_ascii, shape=args.shape)
+    generate(double, 2 * args.mb, args.non_ascii, shape=args.shape)
     print(f"data ready in {time.perf_counter() - t:.1f}s: {main_file.name}, {double.name}")
 
     load_before = os.getloadavg()
-    tools = ["ours", "ours-1", "ours+sink", "pandas", "datasets"]
+    tools = ["cli", "ours", "ours-1", "ours+sink", "pandas", "datasets"]
     runs: dict[str, list[dict[str, float]]] = {tool: [] for tool in tools}
     big: list[dict[str, float]] = []
     for i in range(args.repeat):
@@ -256,10 +292,12 @@ def results(  # noqa: PLR0917
     size_mb = main_file.stat().st_size / MiB
     keys = ("wall", "import", "op", "rss")
     med = {tool: {k: statistics.median(r[k] for r in rs) for k in keys} for tool, rs in runs.items()}
+    cli_runs = runs.pop("cli")
     best = {tool: min(r["wall"] for r in rs) for tool, rs in runs.items()}
     rows = int(runs["ours"][0]["rows"])
     ours = med["ours"]
     labels = {
+        "cli": "`python -m cli validate FILE --json`: the whole command (interpreter, imports, validation, report)",
         "ours": "ours: `validate_dataset`, every check, one worker process per core (the CLI path, no sink)",
         "ours-1": "ours in one process (`workers=1`)",
         "ours+sink": "ours + sink: also re-serialise, hash-split, hand each row to a sink (ingest path)",
@@ -270,6 +308,7 @@ def results(  # noqa: PLR0917
         "# Dataset validation throughput",
         "",
         f"Command: `.venv/bin/python bench/validation/run.py --mb {args.mb} --repeat {args.repeat}"
+        + (f" --shape {args.shape}" if args.shape != "ultrachat" else "")
         + (f" --non-ascii {args.non_ascii:g}" if args.non_ascii != 0.15 else "")
         + "` on "
         f"{os.cpu_count()} cores ({platform.machine()}), Python {platform.python_version()}, "
@@ -277,8 +316,8 @@ def results(  # noqa: PLR0917
         f"Load average {load[0][0]:.1f} before, {load[1][0]:.1f} after: the machine is shared, so times vary "
         "from run to run; tools are interleaved and medians reported.",
         "",
-        f"File: {size_mb:,.0f} MiB ultrachat_200k-like JSONL, {rows:,} rows (~{size_mb * MiB / rows / 1024:.1f} KiB a "
-        "row; prompt, prompt_id and 2–8 alternating user/assistant turns of multi-paragraph text; "
+        f"File: {size_mb:,.0f} MiB {SHAPE_TEXT[args.shape]} JSONL, {rows:,} rows "
+        f"(~{size_mb * MiB / rows / 1024:.1f} KiB a row; {SHAPE_ROWS[args.shape]}; "
         f"{args.non_ascii:.0%} of messages hold a non-ASCII character), generated deterministically by this script. "
         "Page cache warm.",
         "",
@@ -301,15 +340,22 @@ def results(  # noqa: PLR0917
     big_op = statistics.median(r["op"] for r in big)
     pandas_wall, pandas_call = med["pandas"]["wall"] / ours["wall"], med["pandas"]["op"] / ours["op"]
     ds_wall, ds_call = med["datasets"]["wall"] / ours["wall"], med["datasets"]["op"] / ours["op"]
-    def spread(tool: str, key: str) -> str:
-        ratios = sorted(t[key] / o[key] for t, o in zip(runs[tool], runs["ours"], strict=True))
-        return f"{ratios[0]:.1f}–{ratios[-1]:.1f}×"
+    def rounds(tool: str, key: str, against: list[dict[str, float]] | None = None) -> str:
+        base = against if against is not None else runs["ours"]
+        return ", ".join(f"{t[key] / o[key]:.1f}×" for t, o in zip(runs[tool], base, strict=True))
 
+    cli_wall = statistics.median(r["wall"] for r in cli_runs)
+    lines.insert(lines.index("|---|---|---|---|---|---|---|---|") + 1,
+                 f"| {labels['cli']} | {cli_wall:.2f} ({min(r['wall'] for r in cli_runs):.2f}) | — | — | — | — "
+                 f"| {cli_wall / ours['wall']:.1f}× | — |")
     lines += [
         "",
-        "Per-round ratios (each round runs every tool back to back), lowest–highest: "
-        f"pandas {spread('pandas', 'wall')} wall, {spread('pandas', 'op')} call; "
-        f"datasets {spread('datasets', 'wall')} wall, {spread('datasets', 'op')} call.",
+        "Every round's ratio (each round runs every tool back to back, in the order of the table):",
+        "",
+        f"- pandas over ours: wall {rounds('pandas', 'wall')}; call {rounds('pandas', 'op')}",
+        f"- datasets over ours: wall {rounds('datasets', 'wall')}; call {rounds('datasets', 'op')}",
+        f"- pandas over the whole `cli validate` command: wall {rounds('pandas', 'wall', cli_runs)}",
+        f"- datasets over the whole `cli validate` command: wall {rounds('datasets', 'wall', cli_runs)}",
     ]
     verdict = [
         f"- ≥ 8× pandas: {pandas_wall:.1f}× wall, {pandas_call:.1f}× call — "
@@ -335,7 +381,9 @@ def results(  # noqa: PLR0917
         "slows the workers by more than its share of a core.",
     ]
     text = "\n".join([*lines, "", "Targets:", *verdict]) + "\n"
-    out = RESULTS if args.non_ascii == NON_ASCII else RESULTS.with_name(f"results-non-ascii-{args.non_ascii:g}.md")
+    name = "results" + ("" if args.shape == "ultrachat" else f"-{args.shape}")
+    name += "" if args.non_ascii == NON_ASCII else f"-non-ascii-{args.non_ascii:g}"
+    out = RESULTS.with_name(f"{name}.md")
     out.write_text(text)
     return text
 

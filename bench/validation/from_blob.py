@@ -4,7 +4,7 @@ Uploads the benchmark file to a fresh Azurite, then validates it (every check on
 from the local file and from the blob (ranged 8 MiB reads pinned to the ETag, one read ahead: the ingest path),
 each in its own child process, and reports the ratio and the child's peak RSS.
 
-Usage: .venv/bin/python bench/validation/azurite.py [--mb 200] [--repeat 3]   (writes azurite.md)
+Usage: .venv/bin/python bench/validation/from_blob.py [--mb 200] [--repeat 3]   (writes from_blob.md)
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def main() -> None:
     local, remote = statistics.median(times["local"]), statistics.median(times["azurite"])
     lines = [
         "# Validation streamed from Azurite", "",
-        f"Command: `.venv/bin/python bench/validation/azurite.py --mb {args.mb} --repeat {args.repeat}` "
+        f"Command: `.venv/bin/python bench/validation/from_blob.py --mb {args.mb} --repeat {args.repeat}` "
         f"({os.cpu_count()} cores, Azurite on the same machine). {size_mb:.0f} MiB ultrachat-like JSONL "
         "(the file `bench/validation/run.py` generates), every check on, median of the runs; each run in a "
         "fresh child process, imports excluded. Peak RSS: the child's own ru_maxrss.", "",
@@ -98,7 +98,7 @@ def main() -> None:
         f"{remote / local:.2f}× | {rss['azurite']:.0f} |",
     ]
     text = "\n".join(lines) + "\n"
-    (ROOT / "bench" / "validation" / "azurite.md").write_text(text)
+    (ROOT / "bench" / "validation" / "from_blob.md").write_text(text)
     print(text)
 
 
