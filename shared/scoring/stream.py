@@ -101,12 +101,16 @@ async def _pieces(endpoint: str, reply: StreamedReply) -> AsyncIterator[str]:
                     continue  # comments, event names, blank separators
                 event = line[5:].strip()
                 if event == b"[DONE]":
+                    # read the body to its end (the chunked terminator follows at once): the connection then
+                    # goes back to the pool, where closing it here would cost the next stream a TLS handshake
+                    async for _ in reply.body:
+                        pass
                     return
                 yield _piece(endpoint, event)
     except TransportError as exc:
         raise ScoringError(502, "upstream_broke_off", f"endpoint {endpoint!r} broke off its answer ({exc})") from None
     finally:
-        await reply.body.aclose()  # type: ignore[attr-defined]  # an async generator: closes the connection
+        await reply.body.aclose()  # type: ignore[attr-defined]  # a no-op when read to the end; else closes it
 
 
 def _piece(endpoint: str, data: bytes) -> str:

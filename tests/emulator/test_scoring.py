@@ -16,7 +16,7 @@ import pytest
 
 from emulator import mlflow_folder
 from emulator.scoring.contract import BadRequest, GenerationParams, parse_request
-from tests.emulator.test_basemodel import basemodel_cache, build_with_cli
+from tests.support.basemodel import basemodel_cache, build_with_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT.parent / "shared" / "reference" / "scoring"

@@ -17,7 +17,7 @@ from emulator import basemodel, mlflow_folder
 from emulator.training import data
 from emulator.training.params import parse_params
 from emulator.training.report import STAGES, StageError
-from tests.emulator.test_basemodel import basemodel_cache, build_with_cli
+from tests.support.basemodel import basemodel_cache, build_with_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -155,3 +155,15 @@ print(sorted(m for m in sys.modules if m.startswith(("azure.ai.ml", "datasets", 
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_test_modules_do_not_import_each_other() -> None:
+    # shared fakes and helpers live in tests/support (or a conftest), never in another test module
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(ROOT)} imports {n}" for n in names
+                          if n.startswith("tests.") and n.rsplit(".", 1)[-1].startswith("test_")]
+    assert offenders == []
