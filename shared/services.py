@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from shared.scoring.client import Scorer, Sender
     from shared.scoring.pool import HttpPool, PerLoop
     from shared.scoring.resolve import EndpointCache, Resolver
+    from shared.scoring.usage import TokenCounter
     from shared.webhooks.delivery import Deliverer
     from shared.webhooks.jobs import JobStore, ScoreQueue
 
@@ -120,6 +121,13 @@ class Services:
         from shared.scoring.resolve import EndpointCache
 
         return EndpointCache(self.resolver, ttl=self.settings.endpoint_cache_s)
+
+    @once
+    def tokens(self) -> TokenCounter | None:
+        """Counts usage a deployment does not report (``TUNEFLOW_TOKENIZER_DIR``), or None."""
+        from shared.scoring.usage import load_counter
+
+        return load_counter(self.settings.tokenizer_dir)
 
     @once
     def sender(self) -> PerLoop[Sender]:

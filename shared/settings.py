@@ -170,6 +170,11 @@ class Settings:
         "Seconds an endpoint's scoring URI, key and deployments are cached (refreshed early on 401/403).",
         300,
     )
+    tokenizer_dir: str | None = _s(
+        "TUNEFLOW_TOKENIZER_DIR",
+        "Directory with the base model's `tokenizer.json` and `tokenizer_config.json`: usage a deployment does "
+        "not report is counted with them; unset: such usage is omitted.",
+    )
     teardown_key: str | None = _s(
         "TUNEFLOW_TEARDOWN_KEY",
         "Separate key for the teardown routes; unset: they need the admin (master) key.",

@@ -145,8 +145,12 @@ async def chat_completions(request: Request, ctx: Services) -> Response:
                                      entry.deployment, timeout_s=s.scoring_timeout_s, retries=s.scoring_retries)
         ctx.activity.touch(entry.endpoint)
         headers = {"x-tuneflow-deployment": streamed.deployment} if streamed.deployment else {}
+        counter = ctx.tokens if call.include_usage else None
+        if counter is not None:
+            headers["x-tuneflow-usage"] = "tokenizer"  # a streaming deployment reports no usage
+        count = (lambda text: counter.usage(call.messages, text)) if counter is not None else None
         return sse_response(live_chunks(streamed.model or call.model, streamed.pieces, call.stop,
-                                        include_usage=call.include_usage), headers)
+                                        include_usage=call.include_usage, count=count), headers)
     result = await ctx.scorer.score(entry.endpoint, call.payload, entry.deployment)
     ctx.activity.touch(entry.endpoint)
     text, finish = _cut_at_stop(result.output, call.stop)
@@ -160,9 +164,19 @@ async def chat_completions(request: Request, ctx: Services) -> Response:
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                      "finish_reason": finish, "logprobs": None}],
     }
-    if result.usage:  # only what the deployment counted: never an estimate
-        body["usage"] = result.usage
+    usage, source = _usage(ctx, call.messages, text, result.usage)
+    if usage is not None:  # what the deployment counted, or a count with the model's tokenizer: never a guess
+        body["usage"] = usage
+        headers["x-tuneflow-usage"] = source
     return json_response(200, body, headers)
+
+
+def _usage(ctx: Services, messages: tuple[dict[str, Any], ...], text: str,
+           reported: dict[str, int] | None) -> tuple[dict[str, int] | None, str]:
+    if reported:
+        return reported, "deployment"
+    counter = ctx.tokens
+    return (counter.usage(messages, text), "tokenizer") if counter is not None else (None, "")
 
 
 def _cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, str]:

@@ -1,8 +1,8 @@
 """OpenAI's streamed chat answer: server-sent events of ``chat.completion.chunk`` objects.
 
 A role delta, content deltas as the deployment produces them (one, when it answers in one piece), a
-final chunk with ``finish_reason``, optionally a usage chunk (``stream_options.include_usage``: ``usage``
-is null when the deployment counted nothing — tuneflow never presents an estimate as a count), then
+final chunk with ``finish_reason``, optionally a usage chunk (``stream_options.include_usage``: counted with
+the model's tokenizer when ``TUNEFLOW_TOKENIZER_DIR`` is set, else null — never an estimate), then
 ``data: [DONE]``. A failure after the first event is sent as OpenAI sends it, ``data: {"error": …}``,
 and the stream ends: clients raise it rather than see a broken connection.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -48,11 +48,13 @@ class _Chunks:
 DONE = b"data: [DONE]\n\n"
 
 
-async def live_chunks(model: str, pieces: AsyncIterator[str], stop: tuple[str, ...], *,
-                      include_usage: bool) -> AsyncIterator[bytes]:
+async def live_chunks(model: str, pieces: AsyncIterator[str], stop: tuple[str, ...], *, include_usage: bool,
+                      count: Callable[[str], Mapping[str, int]] | None = None) -> AsyncIterator[bytes]:
     """The events of an answer as it is generated; ``stop`` cuts it (a stop sequence split across pieces
-    included: the tail that could begin one is held back until it cannot)."""
+    included: the tail that could begin one is held back until it cannot). ``count`` gives the usage of the
+    whole answer once it is known (None: the usage chunk says null)."""
     chunks = _Chunks(model, include_usage)
+    sent: list[str] = []
     yield chunks.chunk({"role": "assistant", "content": ""})
     hold = max((len(s) for s in stop), default=1) - 1
     pending = ""
@@ -62,11 +64,13 @@ async def live_chunks(model: str, pieces: AsyncIterator[str], stop: tuple[str, .
             cuts = [i for i in (pending.find(seq) for seq in stop) if i >= 0]
             if cuts:
                 if pending[:min(cuts)]:
-                    yield chunks.chunk({"content": pending[:min(cuts)]})
+                    sent.append(pending[:min(cuts)])
+                    yield chunks.chunk({"content": sent[-1]})
                 pending = ""
                 break
             ready = pending[:len(pending) - hold] if hold else pending
             if ready:
+                sent.append(ready)
                 yield chunks.chunk({"content": ready})
                 pending = pending[len(ready):]
     except TuneflowError as exc:  # the stream has started: the failure travels as OpenAI sends one
@@ -76,8 +80,10 @@ async def live_chunks(model: str, pieces: AsyncIterator[str], stop: tuple[str, .
     finally:
         await _close(pieces)
     if pending:
+        sent.append(pending)
         yield chunks.chunk({"content": pending})
-    for event in chunks.end("stop", None):
+    usage = count("".join(sent)) if count is not None and include_usage else None
+    for event in chunks.end("stop", usage):
         yield event
 
 

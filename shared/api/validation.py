@@ -48,6 +48,7 @@ class ChatCall:
     stream: bool = False
     include_usage: bool = False
     stop: tuple[str, ...] = ()  # honoured by tuneflow: the answer is cut at the first one
+    messages: tuple[dict[str, Any], ...] = ()  # the conversation, for counting its tokens
 
 
 def parse_json(body: bytes, limit_bytes: int, declared_length: str | None = None) -> Any:
@@ -293,7 +294,7 @@ def chat_call(data: Any) -> ChatCall:
         if body.get(key) is not None:
             params["max_new_tokens"] = _integer(body[key], key)
     return ChatCall(azureml_payload(conversation, params), model.strip(), stream, include_usage,
-                    _stop(body.get("stop")))
+                    _stop(body.get("stop")), tuple(conversation))
 
 
 def _flag(value: Any, at: str) -> bool:

@@ -75,7 +75,7 @@ def test_restart_keeps_state_and_resumes_work(emulator_factory: Any, tmp_path: P
         scoring_uri = emu.http.get(emu.ws("/onlineEndpoints/keep-ep"), params=API).json()["properties"]["scoringUri"]
         old_scorer = _deployment_pid(data_dir, "keep-ep", "blue")
         # An event the subscriber keeps refusing: still pending when the emulator goes down.
-        emu.subscribe("keep", endpoint=hook.url, included_event_types=["tuneflow.test.keep"], max_delivery_attempts=50)
+        emu.subscribe("keep", endpoint=hook.url, included_event_types=["tuneflow.test.keep"], max_delivery_attempts=30)
         r = emu.http.post(
             first.connection["eventgrid_topic_endpoint"],
             headers={"aeg-sas-key": first.connection["eventgrid_topic_key"]},

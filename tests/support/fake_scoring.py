@@ -75,6 +75,9 @@ class HttpxSender:
 
         async def pieces() -> AsyncIterator[bytes]:
             try:
+                if response.is_stream_consumed:  # an in-memory answer (MockTransport): already read
+                    yield response.content
+                    return
                 async for piece in response.aiter_raw():
                     yield piece
             finally:

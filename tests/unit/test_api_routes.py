@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -17,11 +18,13 @@ from shared.handlers import on_score_job
 from shared.records import MemoryRecordStore
 from shared.runs import Run, RunState, RunStore
 from shared.scoring.pool import HttpPool, PerLoop
+from shared.scoring.usage import TokenCounter
 from shared.services import Services
 from shared.settings import Settings
 from shared.webhooks.signing import verify
 from tests.support.fake_endpoints import FakeOnlineEndpoints, control_plane
 from tests.support.fake_scoring import FakeResolver, HttpxSender, Upstream
+from tests.support.tokenizer import build_tokenizer_dir
 
 SECRET = "whsec_dGVzdC1zZWNyZXQtZm9yLXR1bmVmbG93"
 CHAT = {"messages": [{"role": "user", "content": "Capital of Peru?"}]}
@@ -165,6 +168,46 @@ def test_openai_model_selects_a_deployment_or_the_traffic_split(model, pinned):
     assert body["object"] == "chat.completion" and body["choices"][0]["message"] == {
         "role": "assistant", "content": "hello there"}
     assert body["choices"][0]["finish_reason"] == "stop" and body["id"].startswith("chatcmpl-")
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tokenizer_dir(tmp_path_factory.mktemp("tokenizer"))
+
+
+def test_usage_is_omitted_unless_counted_with_the_models_tokenizer(tokenizer_dir: Path) -> None:
+    plain = chat(make(), {"model": "tuneflow-chat", **CHAT})
+    assert "usage" not in plain.json() and "x-tuneflow-usage" not in plain.headers  # nobody counted: no guess
+    counted = chat(make({"TUNEFLOW_TOKENIZER_DIR": str(tokenizer_dir)}), {"model": "tuneflow-chat", **CHAT})
+    usage = counted.json()["usage"]
+    assert counted.headers["x-tuneflow-usage"] == "tokenizer"
+    expected = TokenCounter(tokenizer_dir).usage(CHAT["messages"], "hello there")
+    assert usage == expected and usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
+
+
+def test_usage_the_deployment_reports_is_passed_on_as_its_own(tokenizer_dir: Path) -> None:
+    w = make({"TUNEFLOW_TOKENIZER_DIR": str(tokenizer_dir)})
+    reported = {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13}
+    w.upstream.script = [lambda r: httpx.Response(200, json={"choices": [{"message": {"content": "Lima."}}],
+                                                             "usage": reported})]
+    response = chat(w, {"model": "tuneflow-chat", **CHAT})
+    assert response.json()["usage"] == reported and response.headers["x-tuneflow-usage"] == "deployment"
+
+
+def test_streamed_usage_is_counted_over_the_whole_answer(tokenizer_dir: Path) -> None:
+    w = make({"TUNEFLOW_TOKENIZER_DIR": str(tokenizer_dir)})
+    body = {"model": "tuneflow-chat", **CHAT, "stream": True, "stream_options": {"include_usage": True}}
+
+    async def events() -> tuple[Response, list[Any]]:
+        response = await routes.chat_completions(post("v1/chat/completions", body), w.api)
+        assert response.stream is not None
+        raw = b"".join([piece async for piece in response.stream])
+        return response, [orjson.loads(line[6:]) for line in raw.split(b"\n\n") if line.startswith(b"data: {")]
+
+    response, chunks = asyncio.run(events())
+    assert response.headers["x-tuneflow-usage"] == "tokenizer"
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert chunks[-1]["usage"] == TokenCounter(tokenizer_dir).usage(CHAT["messages"], text)
 
 
 def test_openai_unknown_model_is_404_listing_what_exists():
