@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export TUNEFLOW_EMULATOR_CACHE ?= $(CURDIR)/.data/cache
 export TUNEFLOW_TEST_BASEMODEL_CACHE ?= $(TUNEFLOW_EMULATOR_CACHE)
 
-.PHONY: run test lint unit e2e bench clean install
+.PHONY: run test lint unit e2e bench clean install package
 
 install: $(STAMP) node_modules/.bin/azurite
 
@@ -27,6 +27,11 @@ node_modules/.bin/azurite: package.json
 # The whole flow locally: DATASET=path/to/data.jsonl to run your own, KEEP=1 to keep the endpoint.
 run: install
 	$(PY) -m devstack.run $(if $(DATASET),--dataset $(DATASET)) $(if $(KEEP),--keep) $(if $(FAST),--fast)
+
+# The deployment package as azd builds it (.funcignore applied, requirements.txt alone), with the Python
+# worker's loader beside it: .data/package/tuneflow.zip. tests/integration/test_package.py indexes it.
+package: $(STAMP)
+	$(PY) -m devstack.package --out .data/package --worker
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
