@@ -111,9 +111,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--base-model",
-        default="Phi-3-mini-4k-instruct",
+        default="Phi-4-mini-instruct",
         metavar="NAME",
-        help="whose chat-template tokens are refused in content (default Phi-3-mini-4k-instruct)",
+        help="whose chat-template tokens are refused in content (default Phi-4-mini-instruct, as the app)",
     )
     parser.add_argument(
         "--workers",

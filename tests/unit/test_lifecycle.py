@@ -28,7 +28,8 @@ SAMPLE = json.dumps({"messages": [{"role": "user", "content": "What is 2 plus 2?
                                   {"role": "assistant", "content": "4"}]}).encode()
 
 
-SETTINGS = {"TUNEFLOW_STORAGE_CONNECTION": "x", "TUNEFLOW_EMULATOR_CONNECTION": "/x"}
+SETTINGS = {"TUNEFLOW_STORAGE_CONNECTION": "x", "TUNEFLOW_EMULATOR_CONNECTION": "/x",
+            "TUNEFLOW_BASE_MODEL": "Phi-3-mini-4k-instruct"}  # the model the fake registry holds
 
 
 def services(fake: SimpleNamespace, **env: str) -> Services:

@@ -17,7 +17,7 @@ def test_defaults_and_typed_values():
     assert s.test_fraction == 0.1 and s.num_nodes == 2
     assert s.reserved_tokens == ("<a>", "<b>")
     assert s.finetune_params == {"num_train_epochs": 1}
-    assert s.base_model == "Phi-3-mini-4k-instruct" and s.validation_policy == "strict"
+    assert s.base_model == "Phi-4-mini-instruct" and s.validation_policy == "strict"
 
 
 def test_every_problem_is_named_with_what_is_expected():

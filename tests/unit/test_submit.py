@@ -9,7 +9,8 @@ from shared.settings import Settings
 from tests.support.fake_arm import FakeArm
 from tests.support.submission import submitter
 
-SETTINGS = {"TUNEFLOW_STORAGE_CONNECTION": "AccountName=devstoreaccount1;AccountKey=a2V5",
+SETTINGS = {"TUNEFLOW_BASE_MODEL": "Phi-3-mini-4k-instruct",  # the model the fake registry holds
+            "TUNEFLOW_STORAGE_CONNECTION": "AccountName=devstoreaccount1;AccountKey=a2V5",
             "TUNEFLOW_SUBSCRIPTION_ID": "sub", "TUNEFLOW_RESOURCE_GROUP": "rg", "TUNEFLOW_WORKSPACE": "ws"}
 
 
