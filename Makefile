@@ -10,13 +10,22 @@ export TUNEFLOW_TEST_BASEMODEL_CACHE ?= $(TUNEFLOW_EMULATOR_CACHE)
 
 .PHONY: run test lint unit e2e bench clean install package
 
-install: $(STAMP) node_modules/.bin/azurite
+INFRA_VENV := .venv-infra
+
+install: $(STAMP) node_modules/.bin/azurite $(INFRA_VENV)/.installed
 
 # The venv holds the app's runtime deps, the dev tools and the emulator's (CPU torch from disk).
 $(STAMP): requirements.txt requirements-dev.txt emulator/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt -r emulator/requirements.txt
+	touch $@
+
+# checkov (policy checks of infra/) in its own venv: its pins must not move the app's.
+$(INFRA_VENV)/.installed: requirements-infra.txt
+	test -x $(INFRA_VENV)/bin/python || $(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(INFRA_VENV)/bin/python -m pip install --quiet -r requirements-infra.txt
 	touch $@
 
 # Azurite comes from npm into the project; tests start it on free ports and stop it.
@@ -56,4 +65,4 @@ bench: install
 	$(PY) bench/control_plane.py
 
 clean:
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .data
+	rm -rf $(VENV) $(INFRA_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .data

@@ -81,7 +81,8 @@ class Settings:
     )
     registry: str = _s("TUNEFLOW_REGISTRY", "Registry holding the base model and pipeline.", "azureml")
     base_model: str = _s(
-        "TUNEFLOW_BASE_MODEL", "Base model to fine-tune (a registry model Azure fine-tunes today).", "Phi-4-mini-instruct"
+        "TUNEFLOW_BASE_MODEL", "Base model to fine-tune (a registry model Azure fine-tunes today).",
+        "Phi-4-mini-instruct",
     )
     base_model_version: str | None = _s(
         "TUNEFLOW_BASE_MODEL_VERSION", "Pin a base model version (default: the `latest` label)."
