@@ -29,6 +29,7 @@ from shared.events import (
 from shared.ingest import IngestResult
 from shared.runs import Run
 from shared.services import Services, services
+from shared.telemetry import annotate, span
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,9 @@ def on_blob_created(event: TriggerEvent, svc: Services | None = None) -> IngestR
     except EventError as exc:
         log.warning("ingest: malformed event acknowledged without action: %s", exc)
         return IngestResult("ignored", str(exc))
-    result = (svc or services()).ingestor.handle(blob)
+    with span("ingest", event_id=envelope.id):
+        result = (svc or services()).ingestor.handle(blob)
+        annotate(run_id=result.run.run_id if result.run else None, outcome=result.outcome)
     log.info("ingest: %s/%s → %s (%s)", blob.container, blob.blob_name, result.outcome, result.reason)
     return result
 
@@ -70,8 +73,11 @@ def on_lifecycle_event(event: TriggerEvent, svc: Services | None = None) -> str:
     except EventError as exc:
         log.warning("lifecycle: malformed event acknowledged without action: %s", exc)
         return "ignored"
+    kind = envelope.event_type.rsplit(".", 1)[-1]
     try:
-        outcome = action()
+        with span(f"lifecycle.{kind}", run_id=run_id, event_id=envelope.id):
+            outcome = action()
+            annotate(outcome=outcome)
     except TuneflowError as exc:
         if exc.transient:
             raise
@@ -80,7 +86,7 @@ def on_lifecycle_event(event: TriggerEvent, svc: Services | None = None) -> str:
         if run_id and svc.runs.get(run_id):
             svc.runs.update(run_id, lambda run: _set_error(run, message))
         return "error"
-    log.info("lifecycle: %s %s → %s", envelope.event_type.rsplit(".", 1)[-1], envelope.subject, outcome)
+    log.info("lifecycle: %s %s → %s", kind, envelope.subject, outcome)
     return outcome
 
 

@@ -45,6 +45,7 @@ var platformSettings = {
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
   PYTHON_ENABLE_INIT_INDEXING: '1'
+  PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true' // the worker configures the Azure Monitor distro
 }
 
 resource site 'Microsoft.Web/sites@2024-04-01' = {

@@ -19,6 +19,7 @@ from shared.azureml.sdk import azure_errors
 from shared.connections import AzureML
 from shared.runs import Run
 from shared.settings import Settings
+from shared.telemetry import span
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,10 @@ class PipelineSubmitter:
         return self._clients()
 
     def submit(self, run: Run) -> SubmittedJob:
+        with span("submit", run_id=run.run_id):
+            return self._submit(run)
+
+    def _submit(self, run: Run) -> SubmittedJob:
         if not (run.train_path and run.test_path):
             raise ValueError(f"run {run.run_id} has no prepared data to submit")
         name = job_name_for(run.run_id)

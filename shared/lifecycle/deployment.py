@@ -23,6 +23,7 @@ from shared.endpoints.control import DeploymentSpec, Operation, provisioning_sta
 from shared.errors import TuneflowError
 from shared.lifecycle.names import deployment_name_for
 from shared.runs import Run, RunState
+from shared.telemetry import annotate, span
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -67,7 +68,9 @@ def progress(ctx: Services, run: Run) -> Run:
     for _ in range(MAX_STEPS):
         if run.state != RunState.DEPLOYING:
             return run
-        advanced, run = _step(ctx, run)
+        with span("deploy", run_id=run.run_id, endpoint=run.endpoint, deployment=run.deployment):
+            advanced, run = _step(ctx, run)
+            annotate(outcome=run.state.value)
         if not advanced:
             return run
     return run

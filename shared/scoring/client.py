@@ -34,6 +34,7 @@ from shared.errors import (
 from shared.scoring.http1 import Reply, StreamedReply
 from shared.scoring.normalise import normalise
 from shared.scoring.resolve import EndpointCache, EndpointInfo
+from shared.telemetry import annotate, span
 
 log = logging.getLogger(__name__)
 MODEL_REFRESH_INTERVAL_S = 10.0  # an answer from a deployment unknown to the cache refreshes it, at most this often
@@ -99,6 +100,12 @@ class Scorer:
                                f"could not look up endpoint {name!r}: {exc.message}", retry_after=5) from None
 
     async def score(self, endpoint: str, payload: bytes, deployment: str | None = None) -> ScoreResult:
+        with span("score", endpoint=endpoint, deployment=deployment):
+            result = await self._score(endpoint, payload, deployment)
+            annotate(deployment=result.deployment, model=result.model)
+            return result
+
+    async def _score(self, endpoint: str, payload: bytes, deployment: str | None) -> ScoreResult:
         deadline = self._clock() + self._timeout
         info = await self.endpoint(endpoint)
         refreshed = False

@@ -225,3 +225,19 @@ def test_the_sweep_waits_for_events_that_may_still_come_and_is_bounded(env):
     off = Services(dataclasses.replace(svc.settings, sweep_after_minutes=0), ml=svc.ml)
     drop.get_blob_client("later.jsonl").upload_blob(valid_jsonl(20, start=1000 * (9 + 1)), overwrite=True)
     assert off.ingestor.sweep() == 0
+
+
+def test_one_ingest_is_one_trace_that_names_its_run(env):
+    from tests.support.telemetry import exporter, spans
+
+    exporter().clear()
+    svc, drop, _, _ = env
+    result = drop_and_deliver(svc, drop, "traced/good.jsonl", valid_jsonl(40))
+    assert result.outcome == "submitted"
+    (ingest,) = spans("tuneflow.ingest")
+    (submit,) = spans("tuneflow.submit")
+    assert ingest.attributes is not None and submit.attributes is not None
+    assert ingest.attributes["tuneflow.run_id"] == submit.attributes["tuneflow.run_id"] == result.run.run_id
+    assert submit.context.trace_id == ingest.context.trace_id and submit.parent is not None
+    assert submit.parent.span_id == ingest.context.span_id  # the submission happens inside the ingest
+    assert ingest.attributes["tuneflow.outcome"] == "submitted"

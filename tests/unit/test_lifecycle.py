@@ -133,6 +133,22 @@ def test_model_registered_deploys_blue_green(world):
     assert [t.state for t in run.history][-3:] == ["REGISTERED", "DEPLOYING", "DEPLOYED"]
 
 
+def test_each_deployment_step_is_a_span_naming_run_endpoint_and_deployment(world):
+    from tests.support.telemetry import every_attribute_value, exporter, spans
+
+    ctx, fake = world
+    deploy_ready(ctx, fake)
+    exporter().clear()
+    on_model_registered(ctx, model_event("model_registered_camel"))
+    run = ctx.runs.get(RUN_ID)
+    steps = spans("tuneflow.deploy")
+    assert steps and all((s.attributes or {}).get("tuneflow.run_id") == RUN_ID for s in steps)
+    assert (steps[-1].attributes or {})["tuneflow.deployment"] == run.deployment
+    assert (steps[-1].attributes or {})["tuneflow.endpoint"] == "tuneflow-chat"
+    assert (steps[-1].attributes or {})["tuneflow.outcome"] == "DEPLOYED"
+    assert not any("pk" == v or "Bearer" in v for v in every_attribute_value())  # the endpoint key stays out
+
+
 def test_second_model_replaces_the_first_and_retires_its_run(world):
     ctx, fake = world
     deploy_ready(ctx, fake)
