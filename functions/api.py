@@ -109,6 +109,14 @@ async def run(req: Request) -> Response:
     return await _sync(req, routes.get_run)
 
 
+@bp.function_name("api_run_cancel")
+@bp.route(route="runs/{id}/cancel", methods=["POST"], auth_level=TEARDOWN_AUTH)
+async def run_cancel(req: Request) -> Response:
+    from shared.api import routes
+
+    return await _sync(req, routes.cancel_run)
+
+
 @bp.function_name("api_health")
 @bp.route(route="health", methods=["GET"])
 async def health(req: Request) -> Response:
@@ -131,6 +139,14 @@ async def teardown_deployment(req: Request) -> Response:
     from shared.api import routes
 
     return await _sync(req, routes.teardown_deployment)
+
+
+@bp.function_name("api_endpoints")
+@bp.route(route="endpoints", methods=["GET"])
+async def endpoints(req: Request) -> Response:
+    from shared.api import routes
+
+    return await _sync(req, routes.list_endpoints)
 
 
 @bp.function_name("api_endpoint_status")

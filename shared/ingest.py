@@ -233,6 +233,9 @@ class Ingestor:
 
     def resume(self, run: Run) -> IngestResult:
         """Submit a validated run (first time, or again after an interrupted attempt)."""
+        current = self._runs.get(run.run_id)
+        if current is not None and current.state == RunState.CANCELED:  # canceled before it was submitted
+            return IngestResult("duplicate", f"run {run.run_id} was canceled", current)
         try:
             job = self._submitter.submit(run)
         except TuneflowError as exc:

@@ -43,16 +43,17 @@ class RunState(StrEnum):
     DEPLOY_FAILED = "DEPLOY_FAILED"
     RETIRED = "RETIRED"
     TORN_DOWN = "TORN_DOWN"
+    CANCELED = "CANCELED"
 
 
 S = RunState
 # Allowed transitions. Anything else is refused (or ignored when it moves a run backwards).
 NEXT: Mapping[RunState, frozenset[RunState]] = {
-    S.RECEIVED: frozenset({S.VALIDATING, S.REJECTED}),
-    S.VALIDATING: frozenset({S.REJECTED, S.SUBMITTED, S.FAILED}),
+    S.RECEIVED: frozenset({S.VALIDATING, S.REJECTED, S.CANCELED}),
+    S.VALIDATING: frozenset({S.REJECTED, S.SUBMITTED, S.FAILED, S.CANCELED}),
     S.REJECTED: frozenset(),
-    S.SUBMITTED: frozenset({S.RUNNING, S.TRAINED, S.FAILED}),
-    S.RUNNING: frozenset({S.TRAINED, S.FAILED}),
+    S.SUBMITTED: frozenset({S.RUNNING, S.TRAINED, S.FAILED, S.CANCELED}),
+    S.RUNNING: frozenset({S.TRAINED, S.FAILED, S.CANCELED}),
     S.TRAINED: frozenset({S.REGISTERED, S.FAILED}),
     S.FAILED: frozenset(),
     S.REGISTERED: frozenset({S.DEPLOYING, S.TORN_DOWN}),
@@ -61,11 +62,14 @@ NEXT: Mapping[RunState, frozenset[RunState]] = {
     S.DEPLOY_FAILED: frozenset({S.DEPLOYING, S.TORN_DOWN}),
     S.RETIRED: frozenset({S.TORN_DOWN}),
     S.TORN_DOWN: frozenset(),
+    S.CANCELED: frozenset(),
 }
+# States a user may cancel a run in: its data is not yet trained into a model.
+CANCELABLE: frozenset[RunState] = frozenset({S.RECEIVED, S.VALIDATING, S.SUBMITTED, S.RUNNING})
 # States the reconciler has nothing left to do for (a DEPLOYED run may still be retired or torn down,
 # but by a user or a later run, not by converging); every other state is work in progress.
 SETTLED: frozenset[RunState] = frozenset({S.REJECTED, S.FAILED, S.DEPLOYED, S.DEPLOY_FAILED, S.RETIRED,
-                                          S.TORN_DOWN})
+                                          S.TORN_DOWN, S.CANCELED})
 ACTIVE: frozenset[RunState] = frozenset(RunState) - SETTLED
 
 

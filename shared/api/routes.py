@@ -16,6 +16,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -277,6 +278,17 @@ def get_run(request: Request, ctx: Services) -> Response:
 
 
 @route
+def cancel_run(request: Request, ctx: Services) -> Response:
+    from shared.lifecycle.cancel import cancel_run as cancel
+
+    authorize_teardown(request, ctx)  # the same keys as teardown: a scoring key cannot stop training
+    run, requested = cancel(ctx, request.route_params.get("id", ""))
+    body = {**run.summary_dict(), "job_cancel_requested": requested}
+    return json_response(202 if requested else 200, body,
+                         {"Location": f"{_prefix(request, 'runs')}/runs/{run.run_id}"})
+
+
+@route
 def health(request: Request, ctx: Services) -> Response:
     s = ctx.settings
     checks: dict[str, Any] = {}
@@ -338,6 +350,27 @@ def teardown_deployment(request: Request, ctx: Services) -> Response:
 def endpoint_status(request: Request, ctx: Services) -> Response:
     name = _name(request.route_params.get("name"), "name")
     return json_response(200, ctx.teardown.endpoint_status(name))
+
+
+@route
+def list_endpoints(request: Request, ctx: Services) -> Response:
+    """Every endpoint tuneflow manages: its deployments, traffic, models, last scoring call, idle deadline."""
+    from shared.endpoints.idle import idle_deadline, last_deployed
+
+    items = []
+    for name in ctx.teardown.tuneflow_endpoints(ctx.settings.endpoint):
+        status = ctx.teardown.endpoint_status(name)
+        if not status["exists"]:
+            continue
+        record = ctx.activity.peek(name)
+        deadline = idle_deadline(ctx.settings, record, last_deployed(ctx.runs, name))
+        items.append({**status, "last_scored": _iso(record.last_scored if record else None),
+                      "idle_teardown_at": _iso(deadline)})
+    return json_response(200, {"endpoints": items, "count": len(items)})
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value is not None else None
 
 
 @route

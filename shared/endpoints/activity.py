@@ -119,6 +119,11 @@ class Activity:
                 return record
         raise ConflictError(f"activity record of {endpoint}: too many concurrent updates", endpoint=endpoint)
 
+    def peek(self, endpoint: str) -> ActivityRecord | None:
+        """The endpoint's activity as stored, without starting its idle clock (for listings)."""
+        current = self._records().read(f"{PREFIX}{endpoint}.json")
+        return _parse(current.data) if current is not None else None
+
     def get(self, endpoint: str) -> ActivityRecord:
         """The endpoint's activity; the first call for an endpoint starts its idle clock."""
         store = self._records()

@@ -1,4 +1,5 @@
-"""Every control-plane call tuneflow makes on online endpoints and deployments, over ARM's REST API.
+"""Every control-plane call tuneflow makes on online endpoints and deployments (and a job's cancellation),
+over ARM's REST API.
 
 Lifecycle (create, traffic switch, roll-back), teardown, idle teardown, status routes and scoring's
 endpoint resolution all come here. REST over one pooled ``httpx.Client`` rather than the azure-ai-ml
@@ -333,6 +334,14 @@ class ControlPlane:
     def delete_deployment(self, endpoint: str, name: str) -> Operation | None:
         """Start deleting a deployment that takes no traffic; None when there was nothing to delete."""
         return self._delete(f"/onlineEndpoints/{endpoint}/deployments/{name}", f"deleting deployment {name}")
+
+    def cancel_job(self, name: str) -> Operation | None:
+        """Ask Azure ML to cancel a job (``POST …/jobs/{name}/cancel``); None when there is no such job."""
+        try:
+            response = self.call("POST", self.url(f"/jobs/{name}/cancel"), what=f"cancelling job {name}")
+        except ResourceNotFound:
+            return None
+        return _operation(response)
 
     def _delete(self, path: str, what: str) -> Operation | None:
         try:

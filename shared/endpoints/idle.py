@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from shared.endpoints.activity import Activity
+from shared.endpoints.activity import Activity, ActivityRecord
 from shared.endpoints.teardown import Teardown
 from shared.errors import TuneflowError
 from shared.runs import RunState, RunStore
@@ -31,6 +31,15 @@ def last_deployed(runs: RunStore, endpoint: str) -> datetime | None:
     times = [datetime.fromisoformat(t.at) for run in runs.list(live) if run.endpoint == endpoint
              for t in run.history if t.state in live]
     return max(times, default=None)
+
+
+def idle_deadline(settings: Settings, record: ActivityRecord | None, deployed: datetime | None) -> datetime | None:
+    """When idle teardown would delete the endpoint if nobody scores it; None when it never would (off), or
+    its idle clock has not started (the next pass starts it)."""
+    if settings.idle_teardown_minutes <= 0 or record is None:
+        return None
+    last = max(record.last_active, deployed) if deployed else record.last_active
+    return last + timedelta(minutes=settings.idle_teardown_minutes)
 
 
 def idle_teardown(settings: Settings, activity: Activity, teardown: Teardown, runs: Callable[[], RunStore],

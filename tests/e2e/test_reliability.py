@@ -127,6 +127,24 @@ def test_a_drop_made_while_the_host_is_down_is_ingested_exactly_once(stack, runs
     assert stack.admin("GET", "/events/dead-letters")["value"] == []
 
 
+def test_cancel_stops_a_running_fine_tune_and_the_run_ends_canceled(stack, runs):
+    upload(stack, "to-cancel.jsonl", seed=16)
+    run = wait_for(run_for(runs, "datasets/to-cancel.jsonl", {RunState.SUBMITTED, RunState.RUNNING}), 120,
+                   "the run to be submitted")
+    response = httpx.post(f"{stack.api}/runs/{run.run_id}/cancel", headers={"x-functions-key": stack.devhost.master_key},
+                          timeout=60)
+    assert response.status_code == 202, response.text
+    assert response.json()["state"] == "CANCELED" and response.json()["job_cancel_requested"] is True
+    deadline = time.monotonic() + 120
+    while (job := stack.admin("GET", f"/jobs/{run.job_name}"))["status"] not in ("Canceled", "Completed", "Failed"):
+        assert time.monotonic() < deadline, job["status"]
+        time.sleep(0.5)
+    assert job["status"] == "Canceled"
+    time.sleep(3)  # the job's Canceled event has been delivered by now (the stack's time scale)
+    after = runs.get(run.run_id)
+    assert after.state == RunState.CANCELED and after.model is None  # nothing registered, not FAILED either
+
+
 def test_a_lost_run_completed_is_recovered_by_the_reconciler(stack, runs):
     stack.admin("DELETE", "/subscriptions/tuneflow-lifecycle")  # every Azure ML event is lost from now on
     upload(stack, "no-events.jsonl", seed=14)

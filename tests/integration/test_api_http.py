@@ -349,6 +349,15 @@ def test_no_key_token_or_connection_string_in_logs_or_answers(stack: Stack, clie
         assert all(secret not in r.text for r in responses)
 
 
+def test_endpoints_lists_the_deployed_endpoint_over_real_http(stack: Stack, client: httpx.Client) -> None:
+    assert client.post("/api/score", json=CHAT).status_code == 200
+    listed = client.get("/api/endpoints")
+    assert listed.status_code == 200
+    (ours,) = [e for e in listed.json()["endpoints"] if e["endpoint"] == stack.endpoint]
+    assert ours["exists"] and ours["traffic"] == {"blue": 100}
+    assert [d["model"] for d in ours["deployments"]] == [MODEL]
+
+
 # ------------------------------------------------------------------------------------------ idle teardown (last)
 
 

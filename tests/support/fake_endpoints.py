@@ -55,6 +55,8 @@ class FakeOnlineEndpoints:
         self.traffic_updates_finish = True
         self.smoke_answer: Any = [{"0": "hello"}]
         self._pending_put: dict[str, Any] | None = None
+        self.jobs: set[str] = set()  # job names that exist (POST …/jobs/{name}/cancel answers 202 for them)
+        self.canceled: list[str] = []
 
     # ------------------------------------------------------------------------------ arranging
 
@@ -104,6 +106,12 @@ class FakeOnlineEndpoints:
             return httpx.Response(200, json={"status": "Succeeded" if self.auto_complete else "InProgress"})
         if path == WS:
             return httpx.Response(200, json={"name": "w", "location": "eastus2"})
+        if path.startswith(WS + "/jobs/") and path.endswith("/cancel") and request.method == "POST":
+            job = path.removeprefix(WS + "/jobs/").removesuffix("/cancel")
+            if job not in self.jobs:
+                return _not_found()
+            self.canceled.append(job)
+            return httpx.Response(202, headers={"Location": f"{ARM}/operations/cancel", "Retry-After": "10"})
         rest = path.removeprefix(WS + "/onlineEndpoints").strip("/").split("/")
         if rest == [""]:
             return httpx.Response(200, json={"value": list(self.endpoints.values())})

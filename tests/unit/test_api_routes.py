@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -400,3 +401,67 @@ def test_deployment_teardown_answers_202_with_its_status_url():
     assert response.headers["Location"] == "/api/endpoints/tuneflow-chat/deployments/blue/status"
     after = teardown(routes.deployment_status, get("endpoints/tuneflow-chat/deployments/blue/status", params), w.api).json()
     assert after["state"] == "Deleted"
+
+
+def test_endpoints_lists_what_tuneflow_manages_with_activity_and_idle_deadline():
+    w = make({"TUNEFLOW_IDLE_TEARDOWN_MINUTES": "30"})
+    w.arm.add("tuneflow-chat", {"v1a2b-r1": 100})
+    w.arm.add("second-ep", {"v9f8e-r2": 100})
+    w.arm.add("not-ours", {"blue": 100})  # no run of tuneflow's is on it: not listed
+    add_run(w, "r2", RunState.DEPLOYED, endpoint="second-ep", deployment="v9f8e-r2")
+    assert score(w, CHAT).status == 200  # a scoring call on the configured endpoint
+    w.api.activity.flush()
+    listed = routes.list_endpoints(get("endpoints"), w.api).json()
+    by_name = {e["endpoint"]: e for e in listed["endpoints"]}
+    assert set(by_name) == {"tuneflow-chat", "second-ep"} and listed["count"] == 2
+    chat_ep = by_name["tuneflow-chat"]
+    assert chat_ep["traffic"] == {"v1a2b-r1": 100} and chat_ep["deployments"][0]["name"] == "v1a2b-r1"
+    scored = datetime.fromisoformat(chat_ep["last_scored"])
+    assert datetime.fromisoformat(chat_ep["idle_teardown_at"]) - scored == timedelta(minutes=30)
+    # never scored and its idle clock not started: listing does not start it
+    assert by_name["second-ep"]["last_scored"] is None and by_name["second-ep"]["idle_teardown_at"] is None
+    assert w.api.activity.peek("second-ep") is None
+
+
+def cancel(w: Any, run_id: str, **headers: str) -> Response:
+    request = Request("POST", f"{BASE}/runs/{run_id}/cancel", {k.lower(): v for k, v in headers.items()}, {},
+                      {"id": run_id}, b"")
+    result: Response = routes.cancel_run(request, w.api)
+    return result
+
+
+def test_cancel_asks_azure_ml_to_cancel_a_running_job_and_ends_the_run_canceled():
+    w = make()
+    add_run(w, "r5", RunState.RUNNING, job_name="tuneflow-r5")
+    w.arm.jobs.add("tuneflow-r5")
+    response = cancel(w, "r5")
+    assert response.status == 202 and response.json()["job_cancel_requested"] is True
+    assert response.headers["Location"] == "/api/runs/r5"
+    assert w.arm.canceled == ["tuneflow-r5"] and w.runs.get("r5").state == RunState.CANCELED
+    again = cancel(w, "r5")  # idempotent: nothing asked twice
+    assert again.status == 200 and again.json()["state"] == "CANCELED" and w.arm.canceled == ["tuneflow-r5"]
+
+
+def test_cancel_before_submission_needs_no_job():
+    w = make()
+    add_run(w, "r6", RunState.VALIDATING)
+    assert cancel(w, "r6").status == 200 and w.arm.canceled == []
+    run = w.runs.get("r6")
+    assert run.state == RunState.CANCELED and "canceled by request" in (run.history[-1].note or "")
+
+
+@pytest.mark.parametrize("state", [RunState.TRAINED, RunState.DEPLOYED, RunState.FAILED])
+def test_runs_past_training_cannot_be_canceled(state: RunState):
+    w = make()
+    add_run(w, "r7", state)
+    response = cancel(w, "r7")
+    assert response.status == 409 and error_of(response)["code"] == "not_cancelable"
+    assert "tear its endpoint" in error_of(response)["message"] and w.runs.get("r7").state == state
+
+
+def test_cancel_of_an_unknown_run_is_404_and_needs_the_teardown_key_when_one_is_set():
+    w = make({"TUNEFLOW_TEARDOWN_KEY": "td-key"})
+    add_run(w, "r8", RunState.RUNNING, job_name="tuneflow-r8")
+    assert cancel(w, "r8").status == 401 and w.runs.get("r8").state == RunState.RUNNING
+    assert cancel(w, "nope", **{"x-tuneflow-teardown-key": "td-key"}).status == 404
+    assert cancel(w, "r8", **{"x-tuneflow-teardown-key": "td-key"}).status == 200  # its job is gone in Azure ML
