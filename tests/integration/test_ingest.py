@@ -241,3 +241,15 @@ def test_one_ingest_is_one_trace_that_names_its_run(env):
     assert submit.context.trace_id == ingest.context.trace_id and submit.parent is not None
     assert submit.parent.span_id == ingest.context.span_id  # the submission happens inside the ingest
     assert ingest.attributes["tuneflow.outcome"] == "submitted"
+
+
+def test_a_run_canceled_before_its_submission_is_not_submitted(env):
+    from shared.runs import Run
+
+    svc, _, _, arm = env
+    run = Run("c0ffee0000000000beef", RunState.CANCELED, "datasets/x.jsonl", ["x.jsonl"], "Phi-3-mini-4k-instruct",
+              train_path="prepared/a/train.jsonl", test_path="prepared/a/test.jsonl")
+    svc.runs.create(run)
+    result = svc.ingestor.resume(run)  # what an ingest still validating does once it is done
+    assert result.outcome == "duplicate" and "canceled" in result.reason
+    assert not arm.jobs and svc.runs.get(run.run_id).state == RunState.CANCELED
