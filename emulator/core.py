@@ -303,9 +303,10 @@ class Emulator:
             "workspace_name": cfg.workspace_name,
             "registry_name": cfg.registry_name,
             "location": cfg.location,
-            # One cloud name per emulator address: azure-ai-ml keeps the first metadata registered under
-            # a name for the life of the process, so two emulators must not share one.
-            "cloud_name": f"TuneflowLocal{host.rsplit(':', 1)[-1]}",
+            # One cloud name per emulator address *and* storage proxy: azure-ai-ml keeps the first metadata
+            # registered under a name for the life of the process, and a later emulator can get the same
+            # control-plane port with another proxy port (its uploads then went to a closed port).
+            "cloud_name": f"TuneflowLocal{host.rsplit(':', 1)[-1]}p{self.blob_proxy_port}",
             "cloud_metadata": {
                 "azure_portal": host + "/",
                 "resource_manager": host + "/",
