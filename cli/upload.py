@@ -1,9 +1,11 @@
 """``python -m cli upload``: put a dataset into the drop container, where ingest picks it up.
 
-A file becomes one dataset (ingest holds out its test split); a folder holding ``train.*`` and
-``test.*`` becomes ``<name>/train.*`` + ``<name>/test.*``, one dataset that ingest submits once both
-have arrived. Files go up in blocks (``--block-size``), several at a time (``--max-concurrency``),
-with a progress bar. Anything ingest would ignore is refused before a byte is sent.
+A file becomes one dataset (ingest holds out its test split); ``--manifest`` goes with it as its blob
+metadata. A folder becomes ``<name>/…``: its ``tuneflow.json`` (or ``--manifest``) goes up first, then the
+files it names (or ``train.*`` and ``test.*``), one dataset that ingest reads once the folder has settled.
+A manifest is checked here as ingest will check its keys, and files go up in blocks (``--block-size``),
+several at a time (``--max-concurrency``), with a progress bar. Anything ingest would ignore or refuse is
+refused before a byte is sent.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from shared.integers import argument
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient, BlobServiceClient
 
+    from shared.manifest import Manifest
     from shared.settings import Settings
 
 KiB, MiB = 1024, 1024 * 1024
@@ -32,10 +35,12 @@ _FORMATS = ".jsonl, .ndjson, .json or .parquet"
 _CONTENT_TYPES = {"jsonl": "application/jsonl", "json": "application/json", "parquet": "application/vnd.apache.parquet"}
 
 _EPILOG = """\
-A file is uploaded as one dataset (ingest holds out TUNEFLOW_TEST_FRACTION of it as the test split).
-A folder must hold train.<ext> and test.<ext>: they go up as <name>/train.<ext> and <name>/test.<ext>,
-one dataset submitted once both have arrived. Storage comes from TUNEFLOW_STORAGE_CONNECTION (or
-TUNEFLOW_STORAGE_ACCOUNT_URL with your Azure login); the container from TUNEFLOW_DROP_CONTAINER.
+A file is uploaded as one dataset (ingest holds out TUNEFLOW_TEST_FRACTION of it as the test split);
+with --manifest, the manifest travels in its blob metadata (tuneflow_manifest). A folder holds a
+tuneflow.json and the files it names, or train.<ext> and test.<ext>: the manifest goes up first, then the
+data, as <name>/<file>; the run starts once the folder has been quiet for TUNEFLOW_SETTLE_SECONDS.
+Storage comes from TUNEFLOW_STORAGE_CONNECTION (or TUNEFLOW_STORAGE_ACCOUNT_URL with your Azure login);
+the container from TUNEFLOW_DROP_CONTAINER.
 
 Exit codes: 0 uploaded, 1 --validate found the dataset invalid (nothing uploaded), 2 usage or I/O error.
 
@@ -43,6 +48,8 @@ Examples:
   python -m cli upload data/train.jsonl
   python -m cli upload chats.parquet --name team-a/chats.parquet --validate
   python -m cli upload ultrachat_5pct/ --block-size 16M --max-concurrency 8
+  python -m cli upload support-chats/            # holds tuneflow.json + the files it names
+  python -m cli upload chats.jsonl --manifest tuneflow.json
 """
 
 
@@ -51,7 +58,10 @@ Examples:
 class PlannedBlob:
     path: Path
     blob_name: str
+    metadata: dict[str, str] | None = None
 
+
+MAX_METADATA_BYTES = 8 * KiB  # the service's limit for all of a blob's metadata
 
 def register(subparsers: Any) -> None:
     """Add the ``upload`` command."""
@@ -68,6 +78,8 @@ def register(subparsers: Any) -> None:
         "--name", metavar="BLOB_NAME", help="blob name (a file) or folder name (a folder); default: the local name"
     )
     parser.add_argument("--container", metavar="NAME", help="target container (default: TUNEFLOW_DROP_CONTAINER)")
+    parser.add_argument("--manifest", type=Path, metavar="FILE",
+                        help="a tuneflow.json for this dataset: blob metadata of a file, or the folder's manifest")
     parser.add_argument("--validate", action="store_true",
                         help="validate locally first, as ingest will; upload only if valid")
     parser.add_argument("--overwrite", action="store_true",
@@ -105,14 +117,14 @@ _positive = argument(lo=1)
 # -- planning: what goes where, refused up front ---------------------------------------------------
 
 
-def plan(path: Path, name: str | None = None) -> list[PlannedBlob]:
-    """The blobs an upload of ``path`` creates; ``UploadRefused`` when ingest would not take them."""
+def plan(path: Path, name: str | None = None, manifest: Path | None = None) -> list[PlannedBlob]:
+    """The blobs an upload of ``path`` creates, in order; ``UploadRefused`` when ingest would not take them."""
     from shared.validation import detect_format
 
     if not path.exists():
         raise UploadRefused(f"{path}: no such file or folder")
     if path.is_dir():
-        return _plan_folder(path, name)
+        return _plan_folder(path, name, manifest)
     blob_name = _clean(name) if name else path.name
     if detect_format(path.name) is None:
         raise UploadRefused(f"{path}: not a dataset file (expected {_FORMATS}); ingest would ignore it")
@@ -122,15 +134,47 @@ def plan(path: Path, name: str | None = None) -> list[PlannedBlob]:
     if detect_format(blob_name) != detect_format(path.name):
         raise UploadRefused(f"--name {blob_name!r} names another format than {path.name}: "
                             f"keep the {path.suffix} extension")
-    return [PlannedBlob(path, blob_name)]
+    if manifest is None:
+        return [PlannedBlob(path, blob_name)]
+    parsed = _read_manifest(manifest)
+    named = [key for key in ("train", "test", "source") if key in parsed.keys]
+    if named:
+        raise UploadRefused(f"{manifest}: {', '.join(named)}: a single file's manifest cannot name other data "
+                            "(the file is the data); upload a folder holding the manifest instead")
+    import json
+
+    text = json.dumps(json.loads(manifest.read_bytes()), separators=(",", ":"), ensure_ascii=True)
+    if len(text) > MAX_METADATA_BYTES - 64:
+        raise UploadRefused(f"{manifest}: {len(text)} bytes is too large for blob metadata (at most about 8 KiB); "
+                            "upload a folder holding the manifest instead")
+    from shared.manifest import METADATA_KEY
+
+    return [PlannedBlob(path, blob_name, {METADATA_KEY: text})]
 
 
-def _plan_folder(folder: Path, name: str | None) -> list[PlannedBlob]:
+def _read_manifest(path: Path) -> Manifest:
+    from shared.errors import ManifestError
+    from shared.manifest import parse_manifest
+
+    try:
+        return parse_manifest(path.read_bytes(), str(path))
+    except OSError as exc:
+        raise UploadRefused(f"{path}: cannot read the manifest: {exc}") from None
+    except ManifestError as exc:
+        raise UploadRefused(f"{path}: not uploaded, the manifest has {len(exc.problems)} problem"
+                            f"{'s' if len(exc.problems) > 1 else ''}:\n  " + "\n  ".join(exc.problems)) from None
+
+
+def _plan_folder(folder: Path, name: str | None, manifest: Path | None = None) -> list[PlannedBlob]:
+    from shared.manifest import MANIFEST_NAME
     from shared.validation import detect_format
 
     prefix = _clean(name) if name else folder.resolve().name
     if detect_format(prefix) is not None and name:
         raise UploadRefused(f"--name {prefix!r}: for a folder, give the folder name (without an extension)")
+    manifest = manifest or (folder / MANIFEST_NAME if (folder / MANIFEST_NAME).is_file() else None)
+    if manifest is not None:
+        return _plan_manifest_folder(folder, prefix, manifest)
     found: dict[str, Path] = {}
     others: list[str] = []
     for child in sorted(folder.iterdir()):
@@ -150,6 +194,25 @@ def _plan_folder(folder: Path, name: str | None) -> list[PlannedBlob]:
                       f"train.<ext> and test.<ext> ({_FORMATS}). Upload a single file instead to have its test "
                       "split held out")
     return [PlannedBlob(found[s], f"{prefix}/{found[s].name}") for s in ("train", "test")]
+
+
+def _plan_manifest_folder(folder: Path, prefix: str, manifest: Path) -> list[PlannedBlob]:
+    """The manifest first (ingest waits for the files it names), then those files."""
+    from shared.manifest import MANIFEST_NAME
+
+    parsed = _read_manifest(manifest)
+    first = PlannedBlob(manifest, f"{prefix}/{MANIFEST_NAME}")
+    if parsed.source is not None:
+        return [first]  # the function app prepares the data itself
+    stems = {p.name.rsplit(".", 1)[0].lower(): p.name for p in sorted(folder.iterdir()) if p.is_file()}
+    names = [parsed.train or stems.get("train"), parsed.test if parsed.train else stems.get("test")]
+    files = [n for n in names if n is not None]
+    if not files:
+        raise UploadRefused(f"{manifest}: names no train file and {folder} has no train.* file")
+    missing = [n for n in files if not (folder / n).is_file()]
+    if missing:
+        raise UploadRefused(f"{folder}: no {', '.join(missing)} ({manifest} names it)")
+    return [first, *(PlannedBlob(folder / n, f"{prefix}/{n}") for n in files)]
 
 
 def _clean(name: str) -> str:
@@ -235,6 +298,7 @@ def _send(blob: BlobClient, item: PlannedBlob, *, overwrite: bool, max_concurren
             overwrite=overwrite,
             max_concurrency=max_concurrency,
             content_settings=ContentSettings(content_type=_CONTENT_TYPES.get(fmt or "", "application/octet-stream")),
+            metadata=item.metadata,
             progress_hook=hook,
         )
 
@@ -245,9 +309,12 @@ def _send(blob: BlobClient, item: PlannedBlob, *, overwrite: bool, max_concurren
 def validate_local(settings: Settings, planned: Sequence[PlannedBlob]) -> tuple[bool, str]:
     """Run the ingest validator on the local files: (valid, summary)."""
     from shared.ingest import validation_options
+    from shared.manifest import MANIFEST_NAME
     from shared.validation import LocalFile, validate_dataset
 
-    files = [LocalFile.at(item.path) for item in planned]
+    files = [LocalFile.at(item.path) for item in planned if not item.blob_name.endswith("/" + MANIFEST_NAME)]
+    if not files:
+        return True, "nothing to validate here: the manifest's source is prepared by the function app"
     report = validate_dataset(files[0], files[1] if len(files) > 1 else None, validation_options(settings))
     return report.valid, report.summary()
 
@@ -257,7 +324,7 @@ def _upload(args: argparse.Namespace) -> int:
     from shared.settings import Settings
 
     try:
-        planned = plan(args.path, args.name)
+        planned = plan(args.path, args.name, args.manifest)
     except UploadRefused as exc:
         return fail(str(exc))
     try:

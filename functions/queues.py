@@ -1,4 +1,4 @@
-"""Blueprint: storage-queue triggers — scoring jobs with a callback (score, then deliver the signed webhook)."""
+"""Blueprint: storage-queue triggers — scoring jobs with a callback, and the app's deferred work."""
 
 import azure.functions as func
 
@@ -13,3 +13,13 @@ async def score_jobs(msg: func.QueueMessage) -> None:
     from shared.handlers import on_score_job
 
     await on_score_job(msg.get_body().decode("utf-8"))
+
+
+# Deferred work: a dataset folder read once it has settled, a manifest's source prepared (longer than Event
+# Grid's 30 s answer window allows), a run's signed webhook delivered.
+@bp.function_name("work")
+@bp.queue_trigger(arg_name="msg", queue_name="%TUNEFLOW_WORK_QUEUE%", connection="TUNEFLOW_STORAGE_CONNECTION")
+async def work(msg: func.QueueMessage) -> None:
+    from shared.handlers import on_work
+
+    await on_work(msg.get_body().decode("utf-8"))

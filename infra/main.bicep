@@ -123,6 +123,7 @@ module app 'modules/functionapp.bicep' = {
       TUNEFLOW_DROP_CONTAINER: storage.outputs.dropContainer
       TUNEFLOW_OUTPUT_CONTAINER: storage.outputs.outputContainer
       TUNEFLOW_SCORE_QUEUE: storage.outputs.scoreQueue
+      TUNEFLOW_WORK_QUEUE: storage.outputs.workQueue
       TUNEFLOW_SUBSCRIPTION_ID: subscription().subscriptionId
       TUNEFLOW_RESOURCE_GROUP: mlResourceGroupName
       TUNEFLOW_WORKSPACE: mlWorkspaceName

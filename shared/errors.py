@@ -12,15 +12,18 @@ event is acknowledged.
     ├── InputError                      400 invalid_request: bad input from a caller (event, body, argument)
     │   ├── EventError                  an event payload that cannot be parsed
     │   ├── CallbackRefused             400 callback_refused: a callback URL tuneflow will not call (SSRF guard)
+    │   ├── ManifestError               400 invalid_manifest: a manifest tuneflow will not run (each key path named)
     │   └── SignatureError              a webhook whose signature or timestamp does not check out
     ├── ApiError                        an HTTP answer chosen by the route (its own status, code, param)
     ├── DatasetError                    a dataset that cannot be read at all (gone while read)
+    │   └── SourceError                 a manifest `source` dataset that cannot be prepared
     ├── ConflictError                   409 conflict (transient): an ETag compare-and-swap lost every retry
     ├── AzureMLError                    502 azureml_error: Azure ML said no
     │   ├── ResourceNotFound            404 not_found: the endpoint, deployment, job or model does not exist
     │   │   └── EndpointNotFound        404 endpoint_not_found: nothing to score
     │   ├── ModelUnavailableError       base model missing, archived or deprecated in the registry
     │   ├── ComputeError                compute missing, failed, or not allowed for the model
+    │   ├── QuotaError                  the VM family's core quota cannot hold the job or deployment
     │   └── FinetuneParameterError      a fine-tune parameter the component does not accept
     ├── ScoringError                    a scoring call failed (its own status and code)
     ├── UnrecognisedResponse            502 bad_deployment_response: a deployment answer with no text in it
@@ -89,6 +92,16 @@ class CallbackRefused(InputError):
     param = "callback_url"
 
 
+class ManifestError(InputError):
+    """A manifest (``tuneflow.json`` or blob metadata) tuneflow will not run; ``problems`` name each key path."""
+
+    code = "invalid_manifest"
+
+    def __init__(self, message: str, problems: list[str], **context: Any) -> None:
+        super().__init__(message, problems=problems, **context)
+        self.problems = problems
+
+
 class SignatureError(InputError):
     """A webhook whose signature or timestamp does not check out."""
 
@@ -116,6 +129,12 @@ class DatasetError(TuneflowError):
 
     status = 422
     code = "dataset_unreadable"
+
+
+class SourceError(DatasetError):
+    """A manifest's ``source`` (a Hugging Face dataset) cannot be loaded or prepared."""
+
+    code = "source_unavailable"
 
 
 class ConflictError(TuneflowError):
@@ -152,6 +171,13 @@ class ModelUnavailableError(AzureMLError):
 
 class ComputeError(AzureMLError):
     """The compute target cannot run the fine-tuning job."""
+
+
+class QuotaError(AzureMLError):
+    """The VM family's core quota cannot hold the job or deployment (it would queue forever)."""
+
+    status = 409
+    code = "quota_exceeded"
 
 
 class FinetuneParameterError(AzureMLError):

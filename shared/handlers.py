@@ -13,6 +13,8 @@ from collections import Counter
 from collections.abc import Callable
 from functools import partial
 
+import orjson
+
 from shared.azureml import tags
 from shared.errors import EventError, TuneflowError
 from shared.events import (
@@ -112,6 +114,35 @@ async def on_score_job(text: str, svc: Services | None = None) -> str:
     from shared.webhooks.worker import process_message
 
     return await process_message(svc or services(), text)
+
+
+async def on_work(text: str, svc: Services | None = None) -> str:
+    """A message of the work queue: a folder to read once settled, a source to prepare, a run webhook.
+    A malformed message is logged and dropped; storage trouble raises, so the host retries the message."""
+    import asyncio
+
+    from shared.webhooks.runs import KIND as NOTIFY
+    from shared.webhooks.runs import deliver
+
+    svc = svc or services()
+    try:
+        message = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        message = None
+    kind = message.get("kind") if isinstance(message, dict) else None
+    folder = message.get("folder") if isinstance(message, dict) else None
+    if kind == NOTIFY and isinstance(message, dict):
+        return await deliver(svc, message)
+    if kind in ("settle", "source") and isinstance(folder, str) and folder.endswith("/") and len(folder) <= 1024:
+        with span(f"ingest.{kind}", folder=folder):
+            ingestor = svc.ingestor
+            action = ingestor.settle if kind == "settle" else ingestor.prepare_source
+            result = await asyncio.to_thread(action, folder)
+            annotate(run_id=result.run.run_id if result.run else None, outcome=result.outcome)
+        log.info("work: %s %s → %s (%s)", kind, folder, result.outcome, result.reason)
+        return result.outcome
+    log.warning("work queue: malformed message dropped: %.200s", text)
+    return "ignored"
 
 
 def on_idle_timer(svc: Services | None = None) -> list[str]:

@@ -104,6 +104,12 @@ class Run:
     endpoint: str | None = None
     deployment: str | None = None
     last_error: str | None = None
+    # What the drop asked for (its manifest over the app settings; see shared.manifest.effective)
+    config: dict[str, Any] = field(default_factory=dict)
+    manifest: str | None = None  # where it came from: the folder's tuneflow.json or the blob's metadata
+    tags: dict[str, str] = field(default_factory=dict)
+    notify_url: str | None = None
+    deploy: str = "auto"  # "never": registered only
     stalled_passes: int = 0  # reconciler passes in a row that failed on this run (see shared.lifecycle.reconcile)
     created_at: str = field(default_factory=now_iso)
     updated_at: str = field(default_factory=now_iso)
@@ -127,11 +133,9 @@ class Run:
         return data
 
 
-def run_id_for(content_sha256: str, base_model: str, finetune: Mapping[str, Any]) -> str:
-    """Deterministic run id: same bytes, same settings, same base model → same run, job, model."""
-    material = json.dumps(
-        {"sha256": content_sha256, "base_model": base_model, "finetune": finetune}, sort_keys=True
-    )
+def run_id_for(content_sha256: str, config: Mapping[str, Any]) -> str:
+    """Deterministic run id: same bytes, same effective configuration → same run, job, model."""
+    material = json.dumps({"sha256": content_sha256, "config": config}, sort_keys=True, default=str)
     return hashlib.sha256(material.encode()).hexdigest()[:20]
 
 

@@ -25,14 +25,16 @@ if TYPE_CHECKING:
     from shared.endpoints.teardown import Teardown
     from shared.ingest import Ingestor
     from shared.notify import Notifier
+    from shared.queue import JsonQueue
     from shared.records import RecordStore
-    from shared.runs import RunStore
+    from shared.runs import Run, RunStore
     from shared.scoring.client import Scorer, Sender
     from shared.scoring.pool import HttpPool, PerLoop
     from shared.scoring.resolve import EndpointCache, Resolver
     from shared.scoring.usage import TokenCounter
     from shared.webhooks.delivery import Deliverer
     from shared.webhooks.jobs import JobStore, ScoreQueue
+    from shared.webhooks.runs import RunWebhooks
 
 ACTIVITY_FLUSH_S = 60.0
 
@@ -67,21 +69,56 @@ class Services:
                                                                 c.identity, c.http))
 
     @once
+    def run_webhooks(self) -> RunWebhooks:
+        from shared.webhooks.runs import RunWebhooks
+
+        return RunWebhooks(self.settings, lambda: self.work)
+
+    @once
     def runs(self) -> RunStore:
         from shared.runs import RunStore
 
-        return RunStore(self.records, on_transition=self.notifier.on_transition)
+        notifier, webhooks = self.notifier, self.run_webhooks
+
+        def on_transition(run: Run, index: int) -> None:
+            notifier.on_transition(run, index)
+            webhooks.on_transition(run, index)
+
+        return RunStore(self.records, on_transition=on_transition)
+
+    @once
+    def work(self) -> JsonQueue:
+        """Deferred work (settled folders, sources to prepare, run webhooks): ``TUNEFLOW_WORK_QUEUE``."""
+        from shared.queue import JsonQueue
+
+        return JsonQueue(lambda: self.connections.queue(self.settings.work_queue))
 
     @once
     def ingestor(self) -> Ingestor:
         from shared.azureml.submit import PipelineSubmitter
         from shared.drops import DropLedger
+        from shared.folders import SettledFolders
         from shared.ingest import Ingestor
 
         self.container(self.settings.drop_container)
         self.container(self.settings.output_container)
         return Ingestor(self.settings, self.connections.blob_service(), self.runs,
-                        PipelineSubmitter(self.settings, lambda: self.ml), ledger=DropLedger(self.records))
+                        PipelineSubmitter(self.settings, lambda: self.ml), ledger=DropLedger(self.records),
+                        settled=SettledFolders(self.records), work=self.work, check_url=self.notify_url_problem)
+
+    def notify_url_problem(self, url: str) -> str | None:
+        """Why a manifest's ``notify_url`` would never be called (webhooks off, or the SSRF guard), or None."""
+        from shared.errors import CallbackRefused
+        from shared.webhooks import ssrf
+
+        s = self.settings
+        if not s.webhook_secret:
+            return "run webhooks are not configured here (TUNEFLOW_WEBHOOK_SECRET is unset)"
+        try:
+            ssrf.check(url, allow_http=s.webhook_allow_http, allow_private=s.webhook_allow_private, resolver=self.dns)
+        except CallbackRefused as exc:
+            return exc.message
+        return None
 
     @once
     def read_test_sample(self) -> Callable[[str], bytes | None]:

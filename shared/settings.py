@@ -117,6 +117,44 @@ class Settings:
         {},
     )
 
+    # Manifests: when a folder's run starts, and the bounds the platform team sets on what a manifest may choose
+    settle_seconds: float = _s(
+        "TUNEFLOW_SETTLE_SECONDS",
+        "A dataset folder's run starts once its files have been quiet this long (uploads are not atomic).",
+        30.0,
+    )
+    work_queue: str = _s(
+        "TUNEFLOW_WORK_QUEUE",
+        "Storage queue of deferred work: settled folders, `source` datasets to prepare, run webhooks.",
+        "tuneflow-work",
+    )
+    hub_mirror_dir: str | None = _s(
+        "TUNEFLOW_HUB_MIRROR_DIR",
+        "Local folder mirroring Hugging Face datasets (`<dir>/<owner>/<name>`) for manifest `source`s; "
+        "unset: they load from the hub.",
+    )
+    allowed_registries: tuple[str, ...] = _s(
+        "TUNEFLOW_ALLOWED_REGISTRIES", "Comma-separated registries a manifest may choose; empty = any.", ()
+    )
+    allowed_base_models: tuple[str, ...] = _s(
+        "TUNEFLOW_ALLOWED_BASE_MODELS", "Comma-separated base models a manifest may choose; empty = any.", ()
+    )
+    allowed_computes: tuple[str, ...] = _s(
+        "TUNEFLOW_ALLOWED_COMPUTES",
+        "Comma-separated computes (cluster names, `serverless`) a manifest may choose; empty = any.",
+        (),
+    )
+    allowed_instance_types: tuple[str, ...] = _s(
+        "TUNEFLOW_ALLOWED_INSTANCE_TYPES",
+        "Comma-separated VM sizes a manifest may choose (training and deployment); empty = any.",
+        (),
+    )
+    max_nodes: int = _s("TUNEFLOW_MAX_NODES", "Most fine-tuning nodes a manifest may ask for.", 4)
+    max_instances: int = _s("TUNEFLOW_MAX_INSTANCES", "Most deployment instances a manifest may ask for.", 4)
+    endpoint_prefix: str = _s(
+        "TUNEFLOW_ENDPOINT_PREFIX", "Endpoints a manifest names must start with this (empty: any name).", ""
+    )
+
     # Lifecycle: registration and deployment
     model_name: str | None = _s(
         "TUNEFLOW_MODEL_NAME", "Registered model name (default `<base model>-ft`, `/` replaced by `-`)."
@@ -278,6 +316,8 @@ class Settings:
             ("TUNEFLOW_REQUEST_TIMEOUT_MS", self.request_timeout_ms),
             ("TUNEFLOW_MAX_REQUEST_KB", self.max_request_kb),
             ("TUNEFLOW_WEBHOOK_ATTEMPTS", self.webhook_attempts),
+            ("TUNEFLOW_MAX_NODES", self.max_nodes),
+            ("TUNEFLOW_MAX_INSTANCES", self.max_instances),
         ):
             if number < 1:
                 problems.append(f"{env}: expected a positive integer (got {number})")
@@ -292,14 +332,17 @@ class Settings:
             ("TUNEFLOW_IDLE_TEARDOWN_MINUTES", self.idle_teardown_minutes),
             ("TUNEFLOW_SWEEP_AFTER_MINUTES", self.sweep_after_minutes),
             ("TUNEFLOW_SWEEP_MAX", self.sweep_max),
+            ("TUNEFLOW_SETTLE_SECONDS", self.settle_seconds),
         ):
             if amount < 0:
                 problems.append(f"{env}: expected zero or more (got {amount:g})")
-        if not _QUEUE_NAME.fullmatch(self.score_queue) or "--" in self.score_queue:
-            problems.append(
-                "TUNEFLOW_SCORE_QUEUE: expected a queue name, 3-63 lower-case letters, digits and single dashes "
-                f"(got {self.score_queue!r})"
-            )
+        for env, queue in (("TUNEFLOW_SCORE_QUEUE", self.score_queue), ("TUNEFLOW_WORK_QUEUE", self.work_queue)):
+            if not _QUEUE_NAME.fullmatch(queue) or "--" in queue:
+                problems.append(
+                    f"{env}: expected a queue name, 3-63 lower-case letters, digits and single dashes (got {queue!r})"
+                )
+        if self.score_queue == self.work_queue:
+            problems.append("TUNEFLOW_SCORE_QUEUE and TUNEFLOW_WORK_QUEUE must differ")
         if self.webhook_backoff_s <= 0:
             problems.append(f"TUNEFLOW_WEBHOOK_BACKOFF_S: expected a positive number (got {self.webhook_backoff_s:g})")
         if not _ENDPOINT_NAME.fullmatch(self.endpoint) or not 3 <= len(self.endpoint) <= 32:

@@ -16,7 +16,8 @@ from typing import Any
 
 TRACER = "tuneflow"
 _NAMES = {"run_id": "tuneflow.run_id", "endpoint": "tuneflow.endpoint", "deployment": "tuneflow.deployment",
-          "event_id": "tuneflow.event_id", "model": "tuneflow.model", "outcome": "tuneflow.outcome"}
+          "event_id": "tuneflow.event_id", "model": "tuneflow.model", "outcome": "tuneflow.outcome",
+          "folder": "tuneflow.folder"}
 
 
 def _attributes(values: dict[str, str | None]) -> dict[str, str]:

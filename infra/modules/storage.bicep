@@ -8,6 +8,7 @@ param dropContainer string = 'datasets'
 param outputContainer string = 'tuneflow'
 param deadLetterContainer string = 'deadletters'
 param scoreQueue string = 'tuneflow-score-jobs'
+param workQueue string = 'tuneflow-work'
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -50,6 +51,12 @@ resource queue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-0
   name: scoreQueue
 }
 
+// Deferred work: dataset folders read once settled, manifest sources prepared, run webhooks delivered.
+resource work 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queues
+  name: workQueue
+}
+
 output name string = account.name
 output id string = account.id
 output blobEndpoint string = account.properties.primaryEndpoints.blob
@@ -60,3 +67,4 @@ output outputContainer string = outputContainer
 output deadLetterContainer string = deadLetterContainer
 output deploymentContainer string = deploymentContainer
 output scoreQueue string = scoreQueue
+output workQueue string = workQueue

@@ -355,7 +355,7 @@ def endpoint_status(request: Request, ctx: Services) -> Response:
 @route
 def list_endpoints(request: Request, ctx: Services) -> Response:
     """Every endpoint tuneflow manages: its deployments, traffic, models, last scoring call, idle deadline."""
-    from shared.endpoints.idle import idle_deadline, last_deployed
+    from shared.endpoints.idle import idle_deadline, idle_minutes, last_deployed
 
     items = []
     for name in ctx.teardown.tuneflow_endpoints(ctx.settings.endpoint):
@@ -363,9 +363,10 @@ def list_endpoints(request: Request, ctx: Services) -> Response:
         if not status["exists"]:
             continue
         record = ctx.activity.peek(name)
-        deadline = idle_deadline(ctx.settings, record, last_deployed(ctx.runs, name))
+        minutes, _ = idle_minutes(ctx.settings, status)
+        deadline = idle_deadline(minutes, record, last_deployed(ctx.runs, name))
         items.append({**status, "last_scored": _iso(record.last_scored if record else None),
-                      "idle_teardown_at": _iso(deadline)})
+                      "idle_teardown_minutes": minutes, "idle_teardown_at": _iso(deadline)})
     return json_response(200, {"endpoints": items, "count": len(items)})
 
 

@@ -1,4 +1,4 @@
-"""Fine-tuning parameters: notebook defaults < the model's ``model_specific_defaults`` tag < settings.
+"""Fine-tuning parameters: notebook defaults < the model's ``model_specific_defaults`` tag < settings < manifest.
 
 Every value is checked against the pipeline component's own interface (name, type, enum) as the
 registry serves it, so a typo fails before a GPU is booked. Boolean-like inputs are the strings
@@ -8,6 +8,7 @@ registry serves it, so a typo fails before a GPU is booked. Boolean-like inputs 
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +26,7 @@ NOTEBOOK_DEFAULTS: Mapping[str, Any] = {
     "apply_deepspeed": "true",
     "deepspeed_stage": "2",
 }
+USER_SETTING, MANIFEST_KEY = "TUNEFLOW_FINETUNE_PARAMS", "finetune"
 # Inputs tuneflow sets itself from the run and the compute checks.
 MANAGED = frozenset(
     {
@@ -41,62 +43,78 @@ def resolve(
     component_inputs: Mapping[str, Any],
     model_defaults: Mapping[str, Any],
     overrides: Mapping[str, Any],
+    manifest: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Merge the three layers and coerce each value to the component's declared type."""
+    """Merge the layers (the manifest's ``finetune`` last) and coerce each value to the component's type.
+
+    Every problem names where the value came from as a key path: ``finetune.learning_rate: expected a
+    number, got "fast"`` (the manifest) or ``TUNEFLOW_FINETUNE_PARAMS.lora_r: ...`` (the app setting).
+    """
     problems: list[str] = []
     merged: dict[str, Any] = {}
-    for source, layer in (("notebook default", NOTEBOOK_DEFAULTS), ("model_specific_defaults", model_defaults),
-                          ("TUNEFLOW_FINETUNE_PARAMS", overrides)):
+    layers = (("notebook default", NOTEBOOK_DEFAULTS), ("model_specific_defaults", model_defaults),
+              (USER_SETTING, overrides), (MANIFEST_KEY, manifest or {}))
+    for source, layer in layers:
+        user = source in (USER_SETTING, MANIFEST_KEY)
         for name, value in layer.items():
+            where = f"{source}.{name}"
             if name in MANAGED:
-                if source == "TUNEFLOW_FINETUNE_PARAMS":
-                    problems.append(f"{name} is set by tuneflow from the run and compute settings")
+                if user:
+                    problems.append(f"{where}: set by tuneflow from the run and compute settings")
                 continue
             spec = component_inputs.get(name)
             if spec is None:
-                if source == "model_specific_defaults":
+                if not user:
                     continue  # a tag written for a newer component version: not the user's mistake
                 close = difflib.get_close_matches(name, list(component_inputs), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                problems.append(f"{name} is not an input of the pipeline component{hint}")
+                problems.append(f"{where}: not an input of the pipeline component{hint}")
                 continue
             try:
-                merged[name] = coerce(name, value, spec)
+                merged[name] = coerce(value, spec)
             except ValueError as exc:
-                problems.append(f"{exc} (from {source})")
+                problems.append(f"{where}: {exc}")
     if problems:
         raise FinetuneParameterError("fine-tune parameters rejected: " + "; ".join(problems), problems=problems)
     return merged
 
 
-def coerce(name: str, value: Any, spec: Any) -> Any:
+def _show(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+def coerce(value: Any, spec: Any) -> Any:
+    """``value`` as the component input ``spec`` declares it; ValueError says what was expected."""
     kind = str(getattr(spec, "type", "string"))
     enum = getattr(spec, "enum", None)
     if kind == "integer":
-        result: Any = _integer(name, value)
+        result: Any = _integer(value)
     elif kind == "number":
         try:
             if isinstance(value, bool):
                 raise TypeError
             result = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a number, got {value!r}") from None
+            raise ValueError(f"expected a number, got {_show(value)}") from None
     elif kind == "string":
         result = ("true" if value else "false") if isinstance(value, bool) else str(value)
     else:
-        raise ValueError(f"{name} is a {kind} input, which tuneflow does not take from settings")
+        raise ValueError(f"a {kind} input, which tuneflow does not take from settings or manifests")
     if enum and str(result) not in [str(e) for e in enum]:
-        raise ValueError(f"{name} must be one of {', '.join(map(str, enum))}, got {value!r}")
+        raise ValueError(f"expected one of {', '.join(map(str, enum))}, got {_show(value)}")
     minimum = getattr(spec, "min", None)
     if minimum is not None and isinstance(result, int | float) and result < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value!r}")
+        raise ValueError(f"expected at least {minimum}, got {_show(value)}")
+    maximum = getattr(spec, "max", None)
+    if maximum is not None and isinstance(result, int | float) and result > maximum:
+        raise ValueError(f"expected at most {maximum}, got {_show(value)}")
     return result
 
 
-def _integer(name: str, value: Any) -> int:
+def _integer(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     try:
         return parse_int(value.strip() if isinstance(value, str) else "")
     except ValueError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+        raise ValueError(f"expected an integer, got {_show(value)}") from None

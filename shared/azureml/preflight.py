@@ -68,6 +68,11 @@ def tag_dict(tags: dict[str, str], key: str) -> dict[str, Any]:
 
 
 _HINT = "set TUNEFLOW_BASE_MODEL (and TUNEFLOW_BASE_MODEL_VERSION) to a model that can be fine-tuned"
+MANIFEST_HINT = "choose a base_model (and base_model_version) that can be fine-tuned"
+# How a user sets each compute choice: app settings, or the manifest's keys (``MANIFEST_NAMES``)
+SETTING_NAMES = {"compute": "TUNEFLOW_COMPUTE", "instance_type": "TUNEFLOW_SERVERLESS_INSTANCE_TYPE",
+                 "num_nodes": "TUNEFLOW_NUM_NODES"}
+MANIFEST_NAMES = {"compute": "compute", "instance_type": "instance_type", "num_nodes": "num_nodes"}
 
 
 def _describe(settings: Settings) -> str:
@@ -76,7 +81,7 @@ def _describe(settings: Settings) -> str:
             + f" in registry {settings.registry!r}")
 
 
-def fetch_base_model(registry: Any, settings: Settings) -> Any:
+def fetch_base_model(registry: Any, settings: Settings, hint: str = _HINT) -> Any:
     """The registry's model entity for the configured base model (no fitness checks)."""
     from azure.core.exceptions import ResourceNotFoundError
 
@@ -88,14 +93,14 @@ def fetch_base_model(registry: Any, settings: Settings) -> Any:
             )
     except ResourceNotFoundError as exc:
         raise ModelUnavailableError(
-            f"{where} was not found (it may be archived or retired): {_HINT}", model=name
+            f"{where} was not found (it may be archived or retired): {hint}", model=name
         ) from exc
     return model
 
 
-def get_base_model(registry: Any, settings: Settings) -> BaseModel:
+def get_base_model(registry: Any, settings: Settings, hint: str = _HINT) -> BaseModel:
     """The base model, refused with an actionable error when archived or deprecated."""
-    model = fetch_base_model(registry, settings)
+    model = fetch_base_model(registry, settings, hint)
     name, where = settings.base_model, _describe(settings)
     tags = {str(k): str(v) for k, v in (model.tags or {}).items()}
     properties = {str(k).lower(): str(v).lower() for k, v in (model.properties or {}).items()}
@@ -104,7 +109,7 @@ def get_base_model(registry: Any, settings: Settings) -> BaseModel:
     if archived or retired:
         state = "archived" if archived else f"deprecated for fine-tuning ({', '.join(retired)})"
         raise ModelUnavailableError(
-            f"{where} is {state} and cannot be fine-tuned: {_HINT}", model=name, version=model.version
+            f"{where} is {state} and cannot be fine-tuned: {hint}", model=name, version=model.version
         )
     return BaseModel(str(model.id), str(model.name), str(model.version), tags)
 
@@ -132,11 +137,13 @@ def finetune_deprecations(tags: dict[str, str], today: date) -> list[str]:
     return found
 
 
-def check_compute(workspace: Any, settings: Settings, model: BaseModel) -> ComputeTarget:
+def check_compute(workspace: Any, settings: Settings, model: BaseModel,
+                  names: dict[str, str] = SETTING_NAMES) -> ComputeTarget:
+    """``names``: how the user chose each value (app settings or manifest keys), for the messages."""
     allow = tag_list(model.tags, "finetune_compute_allow_list")
     if settings.compute == SERVERLESS:
         size = settings.serverless_instance_type
-        _check_size(size, allow, model, "TUNEFLOW_SERVERLESS_INSTANCE_TYPE")
+        _check_size(size, allow, model, names["instance_type"])
         gpus = settings.gpus_per_node or _gpus_for(workspace, size) or 1
         return ComputeTarget(SERVERLESS, size, gpus, settings.num_nodes)
 
@@ -147,7 +154,7 @@ def check_compute(workspace: Any, settings: Settings, model: BaseModel) -> Compu
             compute = workspace.compute.get(settings.compute)
     except ResourceNotFoundError as exc:
         raise ComputeError(
-            f"compute {settings.compute!r} does not exist in the workspace: create it or set TUNEFLOW_COMPUTE",
+            f"compute {settings.compute!r} does not exist in the workspace: create it or change {names['compute']}",
             compute=settings.compute,
         ) from exc
     if text(getattr(compute, "provisioning_state", None)).lower() == "failed":
@@ -155,7 +162,7 @@ def check_compute(workspace: Any, settings: Settings, model: BaseModel) -> Compu
             f"compute {settings.compute!r} is in a failed state: repair or recreate it", compute=settings.compute
         )
     size = str(getattr(compute, "size", "") or "")
-    _check_size(size, allow, model, "TUNEFLOW_COMPUTE")
+    _check_size(size, allow, model, names["compute"])
     gpus = _gpus_for(workspace, size)
     if not gpus:
         raise ComputeError(
@@ -166,11 +173,20 @@ def check_compute(workspace: Any, settings: Settings, model: BaseModel) -> Compu
     max_nodes = getattr(compute, "max_instances", None)
     if isinstance(max_nodes, int) and settings.num_nodes > max_nodes:
         raise ComputeError(
-            f"TUNEFLOW_NUM_NODES={settings.num_nodes} exceeds compute {settings.compute!r}'s "
+            f"{names['num_nodes']}={settings.num_nodes} exceeds compute {settings.compute!r}'s "
             f"maximum of {max_nodes} nodes",
             compute=settings.compute,
         )
     return ComputeTarget(settings.compute, size, gpus, settings.num_nodes)
+
+
+def inference_size_problem(tags: dict[str, Any], size: str, model: str, setting: str = "") -> str | None:
+    """Why ``size`` may not serve ``model`` (its ``inference_compute_allow_list``), or None."""
+    allow = tag_list({str(k): str(v) for k, v in tags.items()}, "inference_compute_allow_list")
+    if allow is not None and size.lower() not in {a.lower() for a in allow}:
+        return f"{setting + ' ' if setting else ''}{size!r} is not in {model}'s inference_compute_allow_list " \
+               f"({', '.join(allow)})"
+    return None
 
 
 def _check_size(size: str, allow: list[str] | None, model: BaseModel, setting: str) -> None:

@@ -14,9 +14,18 @@ from typing import Any
 from shared.azureml import params as finetune_params
 from shared.azureml import tags
 from shared.azureml.pipeline import build_pipeline_job, job_name_for
-from shared.azureml.preflight import check_compute, get_base_model, tag_dict
+from shared.azureml.preflight import (
+    MANIFEST_HINT,
+    MANIFEST_NAMES,
+    check_compute,
+    get_base_model,
+    inference_size_problem,
+    tag_dict,
+)
 from shared.azureml.sdk import azure_errors
 from shared.connections import AzureML
+from shared.errors import ComputeError, FinetuneParameterError, ModelUnavailableError, QuotaError
+from shared.manifest import Manifest, settings_for
 from shared.runs import Run
 from shared.settings import Settings
 from shared.telemetry import span
@@ -36,7 +45,9 @@ def datastore_uri(settings: Settings, path: str) -> str:
 
 
 def run_tags(run: Run) -> dict[str, str]:
+    """The user's tags (from the manifest) and tuneflow's own, which win: they are how events find the run."""
     return {
+        **run.tags,
         tags.RUN_ID: run.run_id,
         tags.DATASET: run.dataset,
         tags.SHA256: run.sha256 or "",
@@ -58,18 +69,24 @@ class PipelineSubmitter:
             return self._submit(run)
 
     def _submit(self, run: Run) -> SubmittedJob:
+        from shared.azureml.quota import quota_problem
+
         if not (run.train_path and run.test_path):
             raise ValueError(f"run {run.run_id} has no prepared data to submit")
         name = job_name_for(run.run_id)
         existing = self._existing_job(name)
         if existing is not None:
             return SubmittedJob(name, getattr(existing, "studio_url", None), already_existed=True)
-        settings, ml = self._settings, self.clients
+        settings, ml = settings_for(self._settings, run.config), self.clients
         model = get_base_model(ml.registry, settings)
         target = check_compute(ml.workspace, settings, model)
-        component = self._component()
+        short = quota_problem(ml.workspace, target.instance_type, target.num_nodes)
+        if short:  # a job that cannot get its cores would sit queued forever
+            raise QuotaError(f"not submitted: the fine-tuning job {short}", instance_type=target.instance_type)
+        component = self._component(settings)
         params = finetune_params.resolve(
-            component.inputs, tag_dict(model.tags, "model_specific_defaults"), settings.finetune_params
+            component.inputs, tag_dict(model.tags, "model_specific_defaults"), settings.finetune_params,
+            run.config.get("finetune"),
         )
         self._ensure_datastore()
         job = build_pipeline_job(
@@ -103,8 +120,39 @@ class PipelineSubmitter:
         except ResourceNotFoundError:
             return None
 
-    def _component(self) -> Any:
-        s = self._settings
+    def check(self, settings: Settings, manifest: Manifest) -> list[str]:
+        """The manifest's choices held against Azure before anything is spent: the model is there and may be
+        fine-tuned, the compute and VM sizes are in its allow lists, the component takes the parameters.
+        Only problems the manifest caused are returned (the app's own defaults fail at submission instead)."""
+        keys, ml, problems = manifest.keys, self.clients, []
+        model_keys = [k for k in ("base_model", "base_model_version", "registry") if k in keys]
+        try:
+            model = get_base_model(ml.registry, settings, MANIFEST_HINT)
+        except ModelUnavailableError as exc:
+            if not model_keys:
+                return []
+            return [f"{model_keys[0]}: {exc.message}"]
+        if model_keys or keys & {"compute", "instance_type", "num_nodes"}:
+            try:
+                check_compute(ml.workspace, settings, model, MANIFEST_NAMES)
+            except ComputeError as exc:
+                chosen = [k for k in ("instance_type", "compute", "num_nodes") if k in keys] or model_keys
+                problems.append(f"{chosen[0]}: {exc.message}")
+        if model_keys or "deployment" in keys:
+            refused = inference_size_problem(model.tags, settings.instance_type, model.name)
+            if refused:
+                problems.append(f"deployment.instance_type: {refused}")
+        if model_keys or "finetune" in keys:
+            try:
+                finetune_params.resolve(self._component(settings).inputs,
+                                        tag_dict(model.tags, "model_specific_defaults"), settings.finetune_params,
+                                        manifest.finetune)
+            except FinetuneParameterError as exc:
+                problems.extend(p for p in exc.context.get("problems", []) if p.startswith("finetune."))
+        return problems
+
+    def _component(self, settings: Settings | None = None) -> Any:
+        s = settings or self._settings
         with azure_errors(f"reading component {s.pipeline_component} from registry {s.registry}"):
             if s.pipeline_version == "latest":
                 return self.clients.registry.components.get(s.pipeline_component, label="latest")

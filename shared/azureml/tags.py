@@ -10,3 +10,4 @@ BASE_MODEL = "tuneflow.base_model"  # job, model
 JOB_NAME = "tuneflow.job_name"  # model: the pipeline job whose output it is
 MODEL = "tuneflow.model"  # deployment: the "name:version" it serves
 AUTO_DEPLOY = "tuneflow.auto_deploy"  # model registered outside tuneflow: "true" asks for a deployment
+IDLE_MINUTES = "tuneflow.idle_teardown_minutes"  # endpoint: its own idle teardown (a manifest chose it)

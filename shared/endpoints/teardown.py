@@ -144,7 +144,7 @@ class Teardown:
         pending = [d for _, d in self._pending(name)]
         return {"endpoint": name, "exists": True, "state": state_of(endpoint), "traffic": traffic,
                 "deployments": [self._deployment_dict(d, traffic) for d in deployments],
-                "pending_deletions": pending}
+                "pending_deletions": pending, "tags": dict(endpoint.get("tags") or {})}
 
     def deployment_status(self, name: str, deployment: str) -> dict[str, Any]:
         self.resume_pending(name)

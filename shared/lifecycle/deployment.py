@@ -18,15 +18,17 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from shared.azureml import tags
-from shared.azureml.preflight import fetch_base_model, tag_list
+from shared.azureml.preflight import fetch_base_model, inference_size_problem
 from shared.endpoints.control import DeploymentSpec, Operation, provisioning_state, traffic_of
 from shared.errors import TuneflowError
 from shared.lifecycle.names import deployment_name_for
+from shared.manifest import settings_for
 from shared.runs import Run, RunState
 from shared.telemetry import annotate, span
 
 if TYPE_CHECKING:
     from shared.services import Services
+    from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 SUCCEEDED, FAILED = "succeeded", "failed"
@@ -36,32 +38,42 @@ SMOKE_TIMEOUT_S = 60.0
 
 
 def start(ctx: Services, run: Run) -> Run:
-    """REGISTERED → DEPLOYING (after checking the instance type), then make what progress we can."""
-    if run.state == RunState.REGISTERED and run.model:
-        problem = instance_type_problem(ctx)
+    """REGISTERED → DEPLOYING (after checking the instance type and quota), then make what progress we can.
+
+    A run whose manifest says ``"deploy": "never"`` stays REGISTERED: the model is the product."""
+    if run.state == RunState.REGISTERED and run.model and run.deploy != "never":
+        s = settings_for(ctx.settings, run.config)
+        problem = instance_type_problem(ctx, s) or quota_problem(ctx, s, run)
         if problem:
-            ctx.runs.advance(run.run_id, RunState.DEPLOYING, endpoint=ctx.settings.endpoint)
+            ctx.runs.advance(run.run_id, RunState.DEPLOYING, endpoint=s.endpoint)
             return ctx.runs.advance(run.run_id, RunState.DEPLOY_FAILED, note=problem, last_error=problem)
         name, version = run.model.rsplit(":", 1)
-        run = ctx.runs.advance(run.run_id, RunState.DEPLOYING, endpoint=ctx.settings.endpoint,
+        run = ctx.runs.advance(run.run_id, RunState.DEPLOYING, endpoint=s.endpoint,
                                deployment=deployment_name_for(name, version))
     if run.state == RunState.DEPLOYING:
         return progress(ctx, run)
     return run
 
 
-def instance_type_problem(ctx: Services) -> str | None:
-    s = ctx.settings
+def instance_type_problem(ctx: Services, s: Settings) -> str | None:
     try:
         model_tags = fetch_base_model(ctx.ml.registry, s).tags or {}
     except TuneflowError as exc:  # the base model may be archived by now: deploying is still fine
         log.info("could not read %s's inference_compute_allow_list (%s); not checking", s.base_model, exc)
         return None
-    allow = tag_list({str(k): str(v) for k, v in model_tags.items()}, "inference_compute_allow_list")
-    if allow is not None and s.instance_type.lower() not in {a.lower() for a in allow}:
-        return (f"TUNEFLOW_INSTANCE_TYPE {s.instance_type!r} is not in {s.base_model}'s "
-                f"inference_compute_allow_list ({', '.join(allow)})")
-    return None
+    return inference_size_problem(model_tags, s.instance_type, s.base_model, "instance type")
+
+
+def quota_problem(ctx: Services, s: Settings, run: Run) -> str | None:
+    """A deployment that cannot get its cores would time out provisioning: refuse it at once instead.
+
+    A deployment that already exists (a retried start) holds its cores already, so it is not counted twice."""
+    from shared.azureml.quota import quota_problem as short_of
+
+    if run.deployment and ctx.control.deployment(s.endpoint, run.deployment) is not None:
+        return None
+    short = short_of(ctx.ml.workspace, s.instance_type, s.instance_count)
+    return f"not deployed: the deployment {short}" if short else None
 
 
 def progress(ctx: Services, run: Run) -> Run:
@@ -83,7 +95,7 @@ def _step(ctx: Services, run: Run) -> tuple[bool, Run]:
     endpoint = control.endpoint(endpoint_name)
     if endpoint is None:
         return _wait(ctx, control.create_endpoint(endpoint_name, description="tuneflow chat endpoint",
-                                                  tags={"tuneflow": "true"})), run
+                                                  tags=endpoint_tags(ctx, run))), run
     if provisioning_state(endpoint) == FAILED:
         return False, _failed(ctx, run, f"endpoint {endpoint_name} is in a failed state", delete=False)
     if provisioning_state(endpoint) != SUCCEEDED:
@@ -106,6 +118,15 @@ def _step(ctx: Services, run: Run) -> tuple[bool, Run]:
     return False, ctx.runs.advance(run.run_id, RunState.DEPLOYED, note=f"{deployment_name} takes 100%")
 
 
+def endpoint_tags(ctx: Services, run: Run) -> dict[str, str]:
+    """tuneflow's mark on endpoints it manages, and the idle-teardown minutes the run's manifest chose for it."""
+    found = {"tuneflow": "true"}
+    minutes = run.config.get("idle_teardown_minutes")
+    if isinstance(minutes, int | float) and minutes != ctx.settings.idle_teardown_minutes:
+        found[tags.IDLE_MINUTES] = f"{minutes:g}"
+    return found
+
+
 def _wait(ctx: Services, operation: Operation | None) -> bool:
     """Wait a bounded time for a long-running operation; True when it finished (the outcome is read
     from live state on the next step, whatever it was)."""
@@ -118,7 +139,7 @@ def _wait(ctx: Services, operation: Operation | None) -> bool:
 
 
 def deployment_spec(ctx: Services, run: Run) -> DeploymentSpec:
-    s = ctx.settings
+    s = settings_for(ctx.settings, run.config)
     name, version = str(run.model).rsplit(":", 1)
     return DeploymentSpec(
         endpoint=str(run.endpoint), name=str(run.deployment), model_id=ctx.control.model_id(name, version),

@@ -10,6 +10,7 @@ from shared.azureml.pipeline import TRAINED_MODEL_OUTPUT
 from shared.azureml.sdk import azure_errors
 from shared.events import RunEvent
 from shared.lifecycle.names import model_version_for, run_id_from_job
+from shared.manifest import settings_for
 from shared.runs import Run, RunState
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def register(ctx: Services, run: Run) -> Run:
         run = ctx.runs.advance(run.run_id, RunState.TRAINED, note="job Completed")
     if run.state != RunState.TRAINED:
         return run  # already registered (or further along, or failed): nothing to do
-    s, workspace = ctx.settings, ctx.ml.workspace
+    s, workspace = settings_for(ctx.settings, run.config), ctx.ml.workspace
     name, version = s.registered_model_name, model_version_for(run.run_id)
     try:
         with azure_errors(f"reading model {name}:{version}"):
@@ -104,6 +105,7 @@ def register(ctx: Services, run: Run) -> Run:
             path=f"azureml://jobs/{run.job_name}/outputs/{TRAINED_MODEL_OUTPUT}",
             description=f"{run.base_model} fine-tuned by tuneflow on {run.dataset}",
             tags={
+                **run.tags,
                 tags.RUN_ID: run.run_id,
                 tags.DATASET: run.dataset,
                 tags.SHA256: run.sha256 or "",

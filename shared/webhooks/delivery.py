@@ -1,4 +1,4 @@
-"""One delivery of a score job's outcome to its callback: signed, to the checked address, bounded.
+"""One delivery of a webhook (a score job's outcome, a run's transition): signed, to the checked address, bounded.
 
 A receiver cannot make an attempt hang or bloat the host: one total deadline covers resolving,
 connecting, sending and reading (``DELIVERY_TIMEOUT_S``: a receiver trickling a byte at a time cannot
@@ -65,25 +65,29 @@ class Deliverer:
     async def deliver(self, job: ScoreJob,
                       timeout_s: float = DELIVERY_TIMEOUT_S) -> tuple[bool, int | None, str | None]:
         """One attempt: (delivered, the receiver's status, what went wrong), within ``timeout_s`` in all."""
+        return await self.post(job.callback_url, job.id, event_body(job), timeout_s)
+
+    async def post(self, url: str, message_id: str, body: bytes,
+                   timeout_s: float = DELIVERY_TIMEOUT_S) -> tuple[bool, int | None, str | None]:
+        """One signed attempt of any webhook (``message_id`` is its ``webhook-id``: receivers dedupe on it)."""
         try:
             async with asyncio.timeout(timeout_s):
-                return await self._attempt(job)
+                return await self._attempt(url, message_id, body)
         except TimeoutError:
             return False, None, f"the receiver did not answer within {timeout_s:g} s"
 
-    async def _attempt(self, job: ScoreJob) -> tuple[bool, int | None, str | None]:
+    async def _attempt(self, url: str, message_id: str, body: bytes) -> tuple[bool, int | None, str | None]:
         import httpx
 
         s = self._settings
         try:
-            # resolved and checked again now: the name may point somewhere else than at submission
+            # resolved and checked again now: the name may point somewhere else than when it was given
             target, addresses = await asyncio.to_thread(
-                ssrf.check, job.callback_url, allow_http=s.webhook_allow_http,
+                ssrf.check, url, allow_http=s.webhook_allow_http,
                 allow_private=s.webhook_allow_private, resolver=self._resolver)
         except CallbackRefused as exc:
             return False, None, exc.message
-        body = event_body(job)
-        headers = {**signing.headers(str(s.webhook_secret), job.id, body), "Content-Type": "application/json",
+        headers = {**signing.headers(str(s.webhook_secret), message_id, body), "Content-Type": "application/json",
                    "User-Agent": USER_AGENT, "Host": target.host_header}
         extensions = {"sni_hostname": target.host} if target.scheme == "https" and not target.literal else {}
         problem = "no address to call"

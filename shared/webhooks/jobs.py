@@ -7,24 +7,19 @@ holds only ``{"id", "attempt"}``, so a request of any accepted size fits in a 64
 
 from __future__ import annotations
 
-import contextlib
 import re
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
 from shared.errors import ConflictError
+from shared.queue import JsonQueue
 from shared.records import RecordStore
 from shared.runs import now_iso
-
-if TYPE_CHECKING:
-    from azure.storage.queue import QueueClient
-
 
 PREFIX = "score-jobs/"
 _ID = re.compile(r"[0-9a-f]{32}")  # fullmatch: `$` would allow a final newline
@@ -122,28 +117,8 @@ class JobStore:
         self._records.delete(self.key(job_id))
 
 
-class ScoreQueue:
-    """Sends job messages (base64 text, what the Functions queue trigger expects by default)."""
-
-    def __init__(self, client: Callable[[], QueueClient], *, exists: bool = False) -> None:
-        self._factory = client
-        self._client: QueueClient | None = None
-        self._ready = exists
-        self._lock = threading.Lock()
-
-    def _queue(self) -> QueueClient:
-        with self._lock:
-            if self._client is None:
-                self._client = self._factory()
-            if not self._ready:
-                from azure.core.exceptions import ResourceExistsError
-
-                with contextlib.suppress(ResourceExistsError):
-                    self._client.create_queue()
-                self._ready = True
-            client: QueueClient = self._client
-            return client
+class ScoreQueue(JsonQueue):
+    """Carries score-job ids (and the delivery attempt) to the queue-triggered worker."""
 
     def send(self, job_id: str, attempt: int = 1, delay_s: float = 0) -> None:
-        body = orjson.dumps({"id": job_id, "attempt": attempt}).decode()
-        self._queue().send_message(body, visibility_timeout=int(max(0, min(delay_s, 7 * 24 * 3600))) or None)
+        self.send_json({"id": job_id, "attempt": attempt}, delay_s)

@@ -31,6 +31,7 @@ def env(azurite, reference_dir):
         "TUNEFLOW_DROP_CONTAINER": f"drop-{suffix}", "TUNEFLOW_OUTPUT_CONTAINER": f"out-{suffix}",
         "TUNEFLOW_SUBSCRIPTION_ID": "sub", "TUNEFLOW_RESOURCE_GROUP": "rg", "TUNEFLOW_WORKSPACE": "ws",
         "TUNEFLOW_BASE_MODEL": "Phi-3-mini-4k-instruct",  # the model the fake registry holds
+        "TUNEFLOW_SETTLE_SECONDS": "0",  # folders are read at once (test_manifest_ingest covers the window)
     })
     arm = FakeArm()
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:

@@ -12,6 +12,8 @@ from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
+from tests.support.fake_quota import FakeCompute
+
 
 @dataclass
 class FakeWorkspace:
@@ -20,9 +22,12 @@ class FakeWorkspace:
     model_creates: int = 0
 
     def __post_init__(self) -> None:
+        # sizes and usages (quota): empty, so quota is not checked unless a test arranges them
+        self.compute = FakeCompute()
         self.ws = SimpleNamespace(
             jobs=SimpleNamespace(get=self._get_job),
             models=SimpleNamespace(get=self._get_model, create_or_update=self._create_model),
+            compute=self.compute,
         )
 
     def add_job(self, name: str, status: str, error: str | None = None) -> None:

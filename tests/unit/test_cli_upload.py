@@ -195,3 +195,42 @@ def test_help_says_what_upload_does(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "Upload a dataset to the drop container" in out and "python -m cli upload data/train.jsonl" in out
 
+
+
+def test_a_manifest_folder_sends_the_manifest_first_then_only_the_files_it_names(
+        tmp_path: Path, drop: str, service: BlobServiceClient, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "support"
+    folder.mkdir()
+    write_jsonl(folder / "chats.jsonl", 20)
+    write_jsonl(folder / "notes.jsonl", 3)  # not named: not sent
+    (folder / "tuneflow.json").write_text('{"train": "chats.jsonl", "suffix": "support"}')
+    assert [p.blob_name for p in plan(folder)] == ["support/tuneflow.json", "support/chats.jsonl"]
+    assert cli.main(["upload", str(folder), "--quiet"]) == 0
+    blobs = sorted(b.name for b in service.get_container_client(drop).list_blobs())
+    assert blobs == ["support/chats.jsonl", "support/tuneflow.json"]
+
+
+def test_a_single_file_carries_its_manifest_as_blob_metadata(tmp_path: Path, drop: str,
+                                                              service: BlobServiceClient) -> None:
+    data, manifest = write_jsonl(tmp_path / "chats.jsonl", 20), tmp_path / "m.json"
+    manifest.write_text('{\n  "endpoint": "team-a-chat",\n  "tags": {"team": "a"}\n}')
+    assert cli.main(["upload", str(data), "--manifest", str(manifest), "--quiet"]) == 0
+    meta = service.get_blob_client(drop, "chats.jsonl").get_blob_properties().metadata
+    assert orjson.loads(meta["tuneflow_manifest"]) == {"endpoint": "team-a-chat", "tags": {"team": "a"}}
+
+
+def test_a_bad_manifest_is_refused_before_any_upload_naming_each_key(
+        tmp_path: Path, drop: str, service: BlobServiceClient, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", 20)
+    (folder / "tuneflow.json").write_text('{"compte": "x", "num_nodes": "two"}')
+    assert cli.main(["upload", str(folder), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "compte: unknown key (did you mean 'compute'?)" in err and 'num_nodes: expected an integer' in err
+    container = service.get_container_client(drop)
+    assert not container.exists() or list(container.list_blobs()) == []
+    manifest = tmp_path / "named.json"
+    manifest.write_text('{"train": "x.jsonl"}')
+    with pytest.raises(UploadRefused, match="a single file's manifest cannot name other data"):
+        plan(folder / "train.jsonl", manifest=manifest)

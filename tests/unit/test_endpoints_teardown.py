@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from shared.azureml import tags
 from shared.endpoints.activity import Activity
 from shared.endpoints.idle import idle_teardown
 from shared.endpoints.teardown import Teardown, rebalance
@@ -151,8 +152,21 @@ def idle(world: Any, s: Settings) -> list[str]:
 
 def test_idle_teardown_is_off_by_default(world):
     world.arm.add("tuneflow-chat", {"blue": 100})
+    world.clock[0] += timedelta(days=30)
     assert idle(world, settings(0)) == []
-    assert "tuneflow-chat" in world.arm.endpoints and world.arm.calls == []
+    # the endpoint is read (its own tag could ask for teardown), never changed
+    assert "tuneflow-chat" in world.arm.endpoints and all(method == "GET" for method, _ in world.arm.calls)
+
+
+def test_an_endpoint_tagged_with_its_own_idle_minutes_is_torn_down_even_when_the_app_default_is_off(world):
+    world.arm.add("tuneflow-chat", {"blue": 100})
+    world.arm.endpoints["tuneflow-chat"]["tags"] = {tags.IDLE_MINUTES: "10"}
+    assert idle(world, settings(0)) == []  # the first pass starts its idle clock
+    world.clock[0] += timedelta(minutes=9)
+    assert idle(world, settings(0)) == []
+    world.clock[0] += timedelta(minutes=2)
+    assert idle(world, settings(0)) == ["tuneflow-chat"]
+    assert "tuneflow-chat" not in world.arm.endpoints
 
 
 def test_idle_endpoint_is_torn_down_and_recorded_on_its_runs(world):

@@ -23,11 +23,22 @@ def test_every_bad_override_is_reported_at_once(inputs):
         resolve(inputs, {}, {"num_train_epoch": 1, "lr_scheduler_type": "exponential", "lora_r": "eight",
                              "apply_lora": "yes", "train_file_path": "x", "num_nodes_finetune": 0})
     msg = str(err.value)
-    assert "num_train_epoch is not an input of the pipeline component (did you mean 'num_train_epochs'?)" in msg
-    assert "lr_scheduler_type must be one of linear, cosine" in msg
-    assert "lora_r must be an integer, got 'eight'" in msg
-    assert "apply_lora must be one of true, false, got 'yes'" in msg
-    assert "train_file_path is set by tuneflow" in msg and "num_nodes_finetune is set by tuneflow" in msg
+    key = "TUNEFLOW_FINETUNE_PARAMS"
+    assert f"{key}.num_train_epoch: not an input of the pipeline component (did you mean 'num_train_epochs'?)" in msg
+    assert f"{key}.lr_scheduler_type: expected one of linear, cosine" in msg
+    assert f'{key}.lora_r: expected an integer, got "eight"' in msg
+    assert f'{key}.apply_lora: expected one of true, false, got "yes"' in msg
+    assert f"{key}.train_file_path: set by tuneflow" in msg and f"{key}.num_nodes_finetune: set by tuneflow" in msg
+    assert len(err.value.context["problems"]) == 6
+
+
+def test_a_manifest_layer_wins_and_its_problems_name_the_manifest_key(inputs):
+    params = resolve(inputs, {"learning_rate": 1e-5}, {"learning_rate": 2e-5}, {"learning_rate": 3e-4})
+    assert params["learning_rate"] == 3e-4
+    with pytest.raises(FinetuneParameterError) as err:
+        resolve(inputs, {}, {}, {"learning_rate": "fast", "lora_r": True})
+    assert err.value.context["problems"] == ['finetune.learning_rate: expected a number, got "fast"',
+                                             "finetune.lora_r: expected an integer, got true"]
 
 
 def test_unknown_keys_in_the_model_tag_are_skipped_not_fatal(inputs):

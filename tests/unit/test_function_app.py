@@ -25,6 +25,7 @@ EXPECTED = {
     "api_endpoint_status": ("httpTrigger", {"http"}),
     "api_deployment_status": ("httpTrigger", {"http"}),
     "score_jobs": ("queueTrigger", set()),
+    "work": ("queueTrigger", set()),
     "idle_teardown": ("timerTrigger", set()),
 }
 

@@ -103,11 +103,12 @@ def test_json_round_trip_and_bad_ids():
 
 
 def test_run_id_is_deterministic_in_content_settings_and_model():
-    a = run_id_for("sha", "Phi-3-mini-4k-instruct", {"params": {"num_train_epochs": 1}})
-    assert a == run_id_for("sha", "Phi-3-mini-4k-instruct", {"params": {"num_train_epochs": 1}})
-    assert a != run_id_for("sha2", "Phi-3-mini-4k-instruct", {"params": {"num_train_epochs": 1}})
-    assert a != run_id_for("sha", "Phi-4-mini-instruct", {"params": {"num_train_epochs": 1}})
-    assert a != run_id_for("sha", "Phi-3-mini-4k-instruct", {"params": {"num_train_epochs": 2}})
+    config = {"base_model": "Phi-3-mini-4k-instruct", "finetune": {"num_train_epochs": 1}}
+    a = run_id_for("sha", config)
+    assert a == run_id_for("sha", dict(reversed(config.items())))  # key order does not matter
+    assert a != run_id_for("sha2", config)
+    assert a != run_id_for("sha", {**config, "base_model": "Phi-4-mini-instruct"})
+    assert a != run_id_for("sha", {**config, "finetune": {"num_train_epochs": 2}})
 
 
 class CountingReads(MemoryRecordStore):

@@ -101,7 +101,7 @@ def test_compute_checks(arm, spec):
 
 
 def test_bad_parameters_fail_before_anything_is_submitted(arm, spec):
-    with pytest.raises(FinetuneParameterError, match="lr_scheduler_type must be one of"):
+    with pytest.raises(FinetuneParameterError, match="TUNEFLOW_FINETUNE_PARAMS.lr_scheduler_type: expected one of"):
         submitter(settings(TUNEFLOW_FINETUNE_PARAMS='{"lr_scheduler_type": "exp"}'), spec).submit(run())
     assert not arm.puts("/jobs/")
 
