@@ -33,9 +33,11 @@ node_modules/.bin/azurite: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-# The whole flow locally: DATASET=path/to/data.jsonl to run your own, KEEP=1 to keep the endpoint.
+# The whole flow locally: DATASET=path/to/data.jsonl to run your own, MANIFEST=path/to/tuneflow.json to say
+# what the run wants, KEEP=1 to keep the endpoint.
 run: install
-	$(PY) -m devstack.run $(if $(DATASET),--dataset $(DATASET)) $(if $(KEEP),--keep) $(if $(FAST),--fast)
+	$(PY) -m devstack.run $(if $(DATASET),--dataset $(DATASET)) $(if $(MANIFEST),--manifest $(MANIFEST)) \
+		$(if $(KEEP),--keep) $(if $(FAST),--fast)
 
 # The deployment package as azd builds it (.funcignore applied, requirements.txt alone), with the Python
 # worker's loader beside it: .data/package/tuneflow.zip. tests/integration/test_package.py indexes it.

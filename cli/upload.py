@@ -136,7 +136,7 @@ def plan(path: Path, name: str | None = None, manifest: Path | None = None) -> l
                             f"keep the {path.suffix} extension")
     if manifest is None:
         return [PlannedBlob(path, blob_name)]
-    parsed = _read_manifest(manifest)
+    parsed = read_manifest(manifest)
     named = [key for key in ("train", "test", "source") if key in parsed.keys]
     if named:
         raise UploadRefused(f"{manifest}: {', '.join(named)}: a single file's manifest cannot name other data "
@@ -152,7 +152,7 @@ def plan(path: Path, name: str | None = None, manifest: Path | None = None) -> l
     return [PlannedBlob(path, blob_name, {METADATA_KEY: text})]
 
 
-def _read_manifest(path: Path) -> Manifest:
+def read_manifest(path: Path) -> Manifest:
     from shared.errors import ManifestError
     from shared.manifest import parse_manifest
 
@@ -200,7 +200,7 @@ def _plan_manifest_folder(folder: Path, prefix: str, manifest: Path) -> list[Pla
     """The manifest first (ingest waits for the files it names), then those files."""
     from shared.manifest import MANIFEST_NAME
 
-    parsed = _read_manifest(manifest)
+    parsed = read_manifest(manifest)
     first = PlannedBlob(manifest, f"{prefix}/{MANIFEST_NAME}")
     if parsed.source is not None:
         return [first]  # the function app prepares the data itself

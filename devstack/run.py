@@ -74,16 +74,22 @@ def api(stack: LocalStack, method: str, path: str, *, admin: bool = False, **kwa
     return httpx.request(method, f"{stack.api}{path}", headers={"x-functions-key": key}, timeout=120, **kwargs)
 
 
-def upload(stack: LocalStack, dataset: Path, console: Console) -> str:
+def upload(stack: LocalStack, dataset: Path, console: Console, manifest: Path | None = None) -> str:
+    """The dataset as one file in the drop container; a manifest travels in its blob metadata, as
+    ``python -m cli upload FILE --manifest M`` sends it (checked here first, as ingest will)."""
     from azure.storage.blob import BlobServiceClient
 
-    name = dataset.name
+    from cli.upload import plan
+
+    (planned,) = plan(dataset, manifest=manifest)
     blob = BlobServiceClient.from_connection_string(stack.azurite.connection_string).get_blob_client(
-        stack.settings["TUNEFLOW_DROP_CONTAINER"], name)
+        stack.settings["TUNEFLOW_DROP_CONTAINER"], planned.blob_name)
     with dataset.open("rb") as data:
-        blob.upload_blob(data, overwrite=True)
-    console.say(f"uploaded {name} ({dataset.stat().st_size / 1024:.0f} KiB) to the drop container")
-    return name
+        blob.upload_blob(data, overwrite=True, metadata=planned.metadata)
+    with_manifest = f" with the manifest {manifest}" if manifest else ""
+    console.say(f"uploaded {planned.blob_name} ({dataset.stat().st_size / 1024:.0f} KiB){with_manifest} "
+                "to the drop container")
+    return planned.blob_name
 
 
 def follow(stack: LocalStack, blob_name: str, console: Console, timeout: float) -> dict[str, Any]:
@@ -179,17 +185,17 @@ def base_answers(questions: list[str]) -> list[str]:
     return answers
 
 
-def compare(stack: LocalStack, console: Console) -> None:
+def compare(stack: LocalStack, console: Console, endpoint: str) -> None:
     from cli.demo_dataset import heldout_questions
 
     questions = heldout_questions()[:4]
     prompts = [q["prompt"] for q in questions]
     tuned = []
-    for prompt in prompts:
-        response = api(stack, "POST", "/score", json={"messages": [{"role": "user", "content": prompt}],
-                                                       "parameters": {"max_new_tokens": 24}})
+    for prompt in prompts:  # by model name: the run's endpoint may be one its manifest chose
+        response = api(stack, "POST", "/v1/chat/completions", json={
+            "model": endpoint, "messages": [{"role": "user", "content": prompt}], "max_tokens": 24})
         response.raise_for_status()
-        tuned.append(str(response.json()["output"]).strip())
+        tuned.append(str(response.json()["choices"][0]["message"]["content"]).strip())
     base = base_answers(prompts)
     console.say("held-out questions (never in the training data), base vs fine-tuned:")
     right = {"base": 0, "fine-tuned": 0}
@@ -220,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", type=Path, help="a dataset file to run instead of the built-in demo")
+    parser.add_argument("--manifest", type=Path, help="a tuneflow.json for the dataset (sent as its blob metadata)")
     parser.add_argument("--rows", type=int, default=300, help="rows of the demo dataset (default 300)")
     parser.add_argument("--keep", action="store_true", help="keep the endpoint (no teardown)")
     parser.add_argument("--fast", action="store_true", help="fewer rows and training steps (CI)")
@@ -230,6 +237,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.dataset is not None and not args.dataset.is_file():
         print(f"error: {args.dataset} is not a file", file=sys.stderr)
         return 2
+    if args.manifest is not None:
+        from cli.upload import read_manifest
+        from shared.errors import UploadRefused
+
+        try:
+            read_manifest(args.manifest)
+        except UploadRefused as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     # Ctrl-C and SIGTERM both unwind through the finally below, which stops every process.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     stack: LocalStack | None = None
@@ -244,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             from cli.demo_dataset import write_jsonl
 
             dataset = write_jsonl(work / "demo-capitals.jsonl", 120 if args.fast else args.rows)
-        blob = upload(stack, dataset, console)
+        blob = upload(stack, dataset, console, args.manifest)
         run = follow(stack, blob, console, args.timeout)
         print("\n== summary ==")
         print(f"run {run['run_id']}: {run['state']}")
@@ -254,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         if run["state"] != "DEPLOYED":
             console.say(f"the run ended {run['state']}: {run.get('last_error')}")
             return 1
-        compare(stack, console)
+        compare(stack, console, str(run.get("endpoint")))
         if args.keep:
             console.say(f"kept: endpoint {run.get('endpoint')} stays up; stack stays up until Ctrl-C")
             while True:

@@ -93,6 +93,10 @@ def start_stack(work_dir: Path, settings: Mapping[str, str] | None = None, *,
             "TUNEFLOW_EVENTGRID_TOPIC_ENDPOINT": str(conn["eventgrid_topic_endpoint"]),
             "TUNEFLOW_EVENTGRID_TOPIC_KEY": str(conn["eventgrid_topic_key"]),
             "TUNEFLOW_RECONCILE_SCHEDULE": "*/10 * * * * *",
+            # the queue triggers resolve these names; a folder drop settles for a few seconds, not Azure's 30
+            "TUNEFLOW_SCORE_QUEUE": "tuneflow-score-jobs",
+            "TUNEFLOW_WORK_QUEUE": "tuneflow-work",
+            "TUNEFLOW_SETTLE_SECONDS": "3",
             **(settings or {}),
         }
         devhost = start_devhost("function_app:app", port=devhost_port, settings=values, timeout=60)

@@ -134,6 +134,7 @@ class FakeOnlineEndpoints:
             if endpoint is None:
                 state = "Succeeded" if self.auto_complete else "Creating"
                 self.endpoints[name] = self._endpoint_doc(name, body["properties"].get("traffic") or {}, state)
+                self.endpoints[name]["tags"] = dict(body.get("tags") or {})  # ARM keeps the tags it was given
                 return httpx.Response(201, json=self.endpoints[name],
                                       headers={"Azure-AsyncOperation": f"{ARM}/operations/create"})
             self._pending_put = {**body, "name": name}

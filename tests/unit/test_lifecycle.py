@@ -307,3 +307,46 @@ def test_names_fit_azure_rules():
     assert smoke_request(None)["input_data"]["input_string"] == [{"role": "user", "content": "Say hello."}]
     assert smoke_request(b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "con')[
         "input_data"]["input_string"][0]["content"] == "Say hello."
+
+
+def test_a_manifest_run_deploys_to_its_own_endpoint_with_its_instances_and_tags(world):
+    ctx, fake = world
+    run = submitted(ctx)
+    config = {"endpoint": "support-chat", "instance_count": 2, "model_name": "Phi-3-mini-4k-instruct-ft-support",
+              "idle_teardown_minutes": 15.0}
+    ctx.runs.update(run.run_id, lambda r: bool(r.config.update(config) or r.tags.update({"team": "s"})) or True)
+    fake.add_job(f"tuneflow-{RUN_ID}", "Completed")
+    on_run_event(ctx, run_event("run_completed_camel"))
+    reconcile(ctx)  # the model's registered event could drive it as well
+    run = ctx.runs.get(RUN_ID)
+    assert run.state == RunState.DEPLOYED and run.endpoint == "support-chat"
+    assert run.model == f"Phi-3-mini-4k-instruct-ft-support:{RUN_ID}"
+    assert fake.workspace.models[("Phi-3-mini-4k-instruct-ft-support", RUN_ID)].tags["team"] == "s"
+    (created,) = fake.arm.puts("/onlineEndpoints/support-chat/deployments/")
+    assert created["sku"]["capacity"] == 2
+    assert fake.arm.endpoints["support-chat"]["tags"]["tuneflow.idle_teardown_minutes"] == "15"
+
+
+def test_deploy_never_keeps_the_run_registered(world):
+    ctx, fake = world
+    run = submitted(ctx)
+    ctx.runs.update(run.run_id, lambda r: setattr(r, "deploy", "never") or True)
+    fake.add_job(f"tuneflow-{RUN_ID}", "Completed")
+    on_run_event(ctx, run_event("run_completed_camel"))
+    reconcile(ctx)
+    assert ctx.runs.get(RUN_ID).state == RunState.REGISTERED and not fake.arm.puts("/onlineEndpoints/")
+
+
+def test_a_deployment_its_quota_cannot_hold_fails_at_once_and_creates_nothing(world):
+    from tests.support.fake_quota import usage, vm_size
+
+    ctx, fake = world
+    fake.workspace.compute.sizes = [vm_size("Standard_NC24ads_A100_v4", "standardNCADSA100v4Family", 24)]
+    fake.workspace.compute.usages = [usage("standardNCADSA100v4Family", 96, 96)]
+    deploy_ready(ctx, fake)
+    reconcile(ctx)
+    run = ctx.runs.get(RUN_ID)
+    assert run.state == RunState.DEPLOY_FAILED
+    assert run.last_error == ("not deployed: the deployment needs 24 cores of family standardNCADSA100v4Family "
+                              "(Standard_NC24ads_A100_v4 × 1); 96 of 96 in use")
+    assert not fake.arm.puts("/onlineEndpoints/")
