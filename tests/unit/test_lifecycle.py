@@ -314,7 +314,11 @@ def test_a_manifest_run_deploys_to_its_own_endpoint_with_its_instances_and_tags(
     run = submitted(ctx)
     config = {"endpoint": "support-chat", "instance_count": 2, "model_name": "Phi-3-mini-4k-instruct-ft-support",
               "idle_teardown_minutes": 15.0}
-    ctx.runs.update(run.run_id, lambda r: bool(r.config.update(config) or r.tags.update({"team": "s"})) or True)
+    def chosen(r: Run) -> bool:
+        r.config, r.tags = config, {"team": "s"}
+        return True
+
+    ctx.runs.update(run.run_id, chosen)
     fake.add_job(f"tuneflow-{RUN_ID}", "Completed")
     on_run_event(ctx, run_event("run_completed_camel"))
     reconcile(ctx)  # the model's registered event could drive it as well
@@ -330,7 +334,11 @@ def test_a_manifest_run_deploys_to_its_own_endpoint_with_its_instances_and_tags(
 def test_deploy_never_keeps_the_run_registered(world):
     ctx, fake = world
     run = submitted(ctx)
-    ctx.runs.update(run.run_id, lambda r: setattr(r, "deploy", "never") or True)
+    def never(r: Run) -> bool:
+        r.deploy = "never"
+        return True
+
+    ctx.runs.update(run.run_id, never)
     fake.add_job(f"tuneflow-{RUN_ID}", "Completed")
     on_run_event(ctx, run_event("run_completed_camel"))
     reconcile(ctx)
