@@ -138,7 +138,9 @@ class Ingestor:
     def handle(self, event: BlobCreated) -> IngestResult:
         """One BlobCreated to an outcome; noted in the drop ledger unless it raised (then it is retried)."""
         result = self._handle(event)
-        if self._ledger is not None and event.container == self._s.drop_container:
+        # A folder file waiting for its settle message is noted when the folder is read (``settle``): if
+        # that message is lost, the reconciler's sweep finds the file un-noted and schedules it again.
+        if self._ledger is not None and event.container == self._s.drop_container and result.outcome != "waiting":
             self._ledger.note(event.blob_name, event.etag, result.outcome)
         return result
 
@@ -191,10 +193,16 @@ class Ingestor:
         if self._work is not None and quiet < window:
             return self.schedule(folder, window - quiet + 0.5)
         if self._settled is not None and self._settled.done(state):
+            if self._ledger is not None:  # a sweep's re-schedule: the files are accounted for now
+                for file in state.files.values():
+                    self._ledger.note(file.name, file.etag, "duplicate")
             return IngestResult("duplicate", f"folder {folder} was already read as it is now")
         result = self._folder(state, received)
         if self._settled is not None:
             self._settled.mark(state, result.outcome)
+        if self._ledger is not None:
+            for file in state.files.values():
+                self._ledger.note(file.name, file.etag, result.outcome)
         return result
 
     def _folder(self, state: FolderState, received: str) -> IngestResult:

@@ -184,3 +184,17 @@ def test_malformed_work_messages_are_dropped_not_retried(world):
     for text in ("not json", '{"kind": "settle"}', '{"kind": "settle", "folder": "no-slash"}', '{"kind": 3}',
                  '{"kind": "notify", "run": "../x", "index": 0}', base64.b64encode(b"x").decode()):
         assert asyncio.run(on_work(text, svc)) == "ignored"
+
+
+def test_a_lost_settle_message_is_recovered_by_the_sweep_exactly_once(world):
+    build, arm = world
+    svc, container = build(TUNEFLOW_SETTLE_SECONDS="1", TUNEFLOW_SWEEP_AFTER_MINUTES="0.01")
+    assert drop(svc, container, "lost/train.jsonl", valid_jsonl(40)).outcome == "waiting"
+    assert drop(svc, container, "lost/test.jsonl", valid_jsonl(10, start=100)).outcome == "waiting"
+    time.sleep(1.5)
+    assert len(work_messages(svc)) == 2  # received and deleted: as if the host had lost them
+    assert svc.ingestor.sweep() == 2  # neither file was noted: both are scheduled again
+    time.sleep(1.5)
+    outcomes = [asyncio.run(on_work(text, svc)) for text in work_messages(svc)]
+    assert sorted(outcomes) == ["duplicate", "submitted"] and len(arm.jobs) == 1
+    assert svc.ingestor.sweep() == 0  # settled: every file of the folder is in the ledger now
