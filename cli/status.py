@@ -291,7 +291,9 @@ def _show_run(store: RunStore, args: argparse.Namespace) -> int:
     def render() -> tuple[str, str | None]:
         run = find_run(store, args.run)
         text = _json(run.summary_dict()) if args.json else render_run(run, datetime.now(UTC))
-        final = run.state.value if run.state in _settled() else None
+        from shared.runs import finished
+
+        final = run.state.value if finished(run) else None
         return text, final
 
     if not args.watch:

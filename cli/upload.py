@@ -73,7 +73,8 @@ def register(subparsers: Any) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("path", type=Path, help=f"a dataset file ({_FORMATS}) or a folder with train.* and test.*")
+    parser.add_argument("path", type=Path, help=f"a dataset file ({_FORMATS}), or a folder with a tuneflow.json or "
+                        "train.* and test.*")
     parser.add_argument(
         "--name", metavar="BLOB_NAME", help="blob name (a file) or folder name (a folder); default: the local name"
     )
@@ -204,7 +205,10 @@ def _plan_manifest_folder(folder: Path, prefix: str, manifest: Path) -> list[Pla
     first = PlannedBlob(manifest, f"{prefix}/{MANIFEST_NAME}")
     if parsed.source is not None:
         return [first]  # the function app prepares the data itself
-    stems = {p.name.rsplit(".", 1)[0].lower(): p.name for p in sorted(folder.iterdir()) if p.is_file()}
+    from shared.validation import detect_format
+
+    stems = {p.name.rsplit(".", 1)[0].lower(): p.name for p in sorted(folder.iterdir(), reverse=True)
+             if p.is_file() and detect_format(p.name) is not None}  # the first by name wins, as in ingest
     names = [parsed.train or stems.get("train"), parsed.test if parsed.train else stems.get("test")]
     files = [n for n in names if n is not None]
     if not files:
@@ -307,15 +311,27 @@ def _send(blob: BlobClient, item: PlannedBlob, *, overwrite: bool, max_concurren
 
 
 def validate_local(settings: Settings, planned: Sequence[PlannedBlob]) -> tuple[bool, str]:
-    """Run the ingest validator on the local files: (valid, summary)."""
+    """Run the ingest validator on the local files, with what the manifest changes (its base model's reserved
+    tokens, its ``max_seq_length``): (valid, summary)."""
     from shared.ingest import validation_options
+    from shared.manifest import METADATA_KEY, parse_manifest, run_config, settings_for
+
+    manifest = None
+    for item in planned:
+        if item.blob_name.endswith("/tuneflow.json"):
+            manifest = parse_manifest(item.path.read_bytes(), str(item.path))
+        elif item.metadata and METADATA_KEY in item.metadata:
+            manifest = parse_manifest(item.metadata[METADATA_KEY], str(item.path))
+    if manifest is not None:
+        settings = settings_for(settings, run_config(settings, manifest))
     from shared.manifest import MANIFEST_NAME
     from shared.validation import LocalFile, validate_dataset
 
     files = [LocalFile.at(item.path) for item in planned if not item.blob_name.endswith("/" + MANIFEST_NAME)]
     if not files:
         return True, "nothing to validate here: the manifest's source is prepared by the function app"
-    report = validate_dataset(files[0], files[1] if len(files) > 1 else None, validation_options(settings))
+    report = validate_dataset(files[0], files[1] if len(files) > 1 else None,
+                              validation_options(settings, manifest.finetune if manifest else None))
     return report.valid, report.summary()
 
 

@@ -18,4 +18,4 @@ def reconcile(timer: func.TimerRequest) -> None:
 def idle_teardown(timer: func.TimerRequest) -> None:
     from shared.handlers import on_idle_timer
 
-    on_idle_timer()  # off (returns at once) while TUNEFLOW_IDLE_TEARDOWN_MINUTES is 0
+    on_idle_timer()  # reads the managed endpoints; deletes only those idle past their limit (tag or setting)

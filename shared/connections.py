@@ -73,6 +73,14 @@ class AzureML:
     subscription_id: str
     resource_group: str
     workspace_name: str
+    registry_name: str = "azureml"
+    # another registry's client (a manifest's ``registry``), built on first use and kept
+    other_registry: Callable[[str], MLClient] | None = None
+
+    def registry_for(self, name: str) -> MLClient:
+        if name == self.registry_name or self.other_registry is None:
+            return self.registry
+        return self.other_registry(name)
 
 
 def load_emulator_connection(path: str) -> dict[str, Any]:
@@ -199,7 +207,16 @@ class Connections:
             kwargs["connection_verify"] = t.ca_bundle
         ws = MLClient(self.credential, t.subscription_id, t.resource_group, t.workspace, **kwargs)
         reg = MLClient(self.credential, registry_name=t.registry, **kwargs)
-        return AzureML(ws, reg, t.subscription_id, t.resource_group, t.workspace)
+        others: dict[str, MLClient] = {}
+        lock = threading.Lock()
+
+        def other(name: str) -> MLClient:
+            with lock:
+                if name not in others:
+                    others[name] = MLClient(self.credential, registry_name=name, **kwargs)
+                return others[name]
+
+        return AzureML(ws, reg, t.subscription_id, t.resource_group, t.workspace, t.registry, other)
 
     def http(self) -> httpx.Client:
         """The pooled HTTP client for Azure's REST APIs: Azure ML's control plane and smoke tests, the

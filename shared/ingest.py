@@ -283,6 +283,9 @@ class Ingestor:
             return self._reject_manifest(folder, where, exc.problems, state.fingerprint, received)
         if manifest.source is None:
             return IngestResult("ignored", f"{where} no longer names a source")
+        problems = self._manifest_problems(run_settings(s, run_config(s, manifest)), manifest)
+        if problems:  # before a row is downloaded
+            return self._reject_manifest(folder, where, problems, state.fingerprint, received)
         output = self._blobs.get_container_client(s.output_container)
         base = f"sources/{state.fingerprint[:20]}"
         writers = {split: BlockWriter(output.get_blob_client(f"{base}/{split}.jsonl")) for split in ("train", "test")}
@@ -291,7 +294,8 @@ class Ingestor:
             counts = prepare(manifest.source, lambda split, line: writers[split].write(line + b"\n"),
                              mirror_dir=mirror)
         except SourceUnavailable as exc:
-            return self._reject_manifest(folder, where, [f"source: {exc}"], state.fingerprint, received)
+            problem = str(exc) if str(exc).startswith("source") else f"source: {exc}"
+            return self._reject_manifest(folder, where, [problem], state.fingerprint, received)
         for split, writer in writers.items():
             if counts.get(split):
                 writer.commit()

@@ -73,6 +73,12 @@ SETTLED: frozenset[RunState] = frozenset({S.REJECTED, S.FAILED, S.DEPLOYED, S.DE
 ACTIVE: frozenset[RunState] = frozenset(RunState) - SETTLED
 
 
+def finished(run: Run) -> bool:
+    """Whether nothing is left to do for ``run``: a settled state, or registered when its manifest said
+    ``"deploy": "never"`` (the model is what it asked for)."""
+    return run.state in SETTLED or (run.state == RunState.REGISTERED and run.deploy == "never")
+
+
 def now_iso() -> str:
     """Now, as run records and reports spell it (UTC, milliseconds)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")

@@ -117,7 +117,7 @@ class Services:
         try:
             ssrf.check(url, allow_http=s.webhook_allow_http, allow_private=s.webhook_allow_private, resolver=self.dns)
         except CallbackRefused as exc:
-            return exc.message
+            return exc.message.replace("callback_url", "notify_url")
         return None
 
     @once

@@ -78,7 +78,7 @@ class PipelineSubmitter:
         if existing is not None:
             return SubmittedJob(name, getattr(existing, "studio_url", None), already_existed=True)
         settings, ml = settings_for(self._settings, run.config), self.clients
-        model = get_base_model(ml.registry, settings)
+        model = get_base_model(ml.registry_for(settings.registry), settings)
         target = check_compute(ml.workspace, settings, model)
         short = quota_problem(ml.workspace, target.instance_type, target.num_nodes)
         if short:  # a job that cannot get its cores would sit queued forever
@@ -127,7 +127,7 @@ class PipelineSubmitter:
         keys, ml, problems = manifest.keys, self.clients, []
         model_keys = [k for k in ("base_model", "base_model_version", "registry") if k in keys]
         try:
-            model = get_base_model(ml.registry, settings, MANIFEST_HINT)
+            model = get_base_model(ml.registry_for(settings.registry), settings, MANIFEST_HINT)
         except ModelUnavailableError as exc:
             if not model_keys:
                 return []
@@ -153,7 +153,8 @@ class PipelineSubmitter:
 
     def _component(self, settings: Settings | None = None) -> Any:
         s = settings or self._settings
-        with azure_errors(f"reading component {s.pipeline_component} from registry {s.registry}"):
+        # the pipeline component is the app's (its registry); a manifest's ``registry`` is its base model's
+        with azure_errors(f"reading component {s.pipeline_component} from registry {self._settings.registry}"):
             if s.pipeline_version == "latest":
                 return self.clients.registry.components.get(s.pipeline_component, label="latest")
             return self.clients.registry.components.get(s.pipeline_component, version=s.pipeline_version)

@@ -57,7 +57,7 @@ def start(ctx: Services, run: Run) -> Run:
 
 def instance_type_problem(ctx: Services, s: Settings) -> str | None:
     try:
-        model_tags = fetch_base_model(ctx.ml.registry, s).tags or {}
+        model_tags = fetch_base_model(ctx.ml.registry_for(s.registry), s).tags or {}
     except TuneflowError as exc:  # the base model may be archived by now: deploying is still fine
         log.info("could not read %s's inference_compute_allow_list (%s); not checking", s.base_model, exc)
         return None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from shared.azureml.sdk import azure_errors, text
 from shared.errors import ResourceNotFound
 from shared.lifecycle import deployment, registration
-from shared.runs import ACTIVE, NEXT, SETTLED, Run, RunState
+from shared.runs import ACTIVE, NEXT, Run, RunState, finished
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -53,7 +53,7 @@ def reconcile(ctx: Services, resubmit: Callable[[Run], object] | None = None) ->
     recorded on that run; it never stops the pass (see ``_stalled``)."""
     outcome: Counter[str] = Counter()
     for run in list(ctx.runs.list(ACTIVE)):  # settled runs are not even read
-        if run.state in SETTLED:  # settled since the listing
+        if finished(run):  # settled since the listing (or registered only, as its manifest asked)
             continue
         try:
             after = reconcile_run(ctx, run, resubmit)

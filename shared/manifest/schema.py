@@ -2,7 +2,7 @@
 
 A manifest is a JSON object; every key is optional (the app settings are the defaults). Problems are
 collected, not raised one at a time, so one upload tells the user everything to fix:
-``finetune.learning_rate: expected a number, got "fast"``; ``compte: unknown key (did you mean "compute"?)``;
+``finetune.learning_rate: expected a number, got "fast"``; ``compte: unknown key (did you mean 'compute'?)``;
 malformed JSON is reported with its line and column. Checks that need Azure (does the registry have
 the model, does the component take the parameter, is the VM size allowed) run later, at ingest.
 """

@@ -94,7 +94,7 @@ def _keys(value: dict[Any, Any], path: str, problems: list[str], checks: Mapping
         check = checks.get(key) if isinstance(key, str) else None
         if check is None:
             close = difflib.get_close_matches(str(key), list(checks), n=1, cutoff=0.6)
-            problems.append(f"{where}: unknown key" + (f" (did you mean {_show(close[0])}?)" if close
+            problems.append(f"{where}: unknown key" + (f" (did you mean {close[0]!r}?)" if close
                                                       else f"; known keys: {', '.join(checks)}"))
             continue
         result = check(item, where, problems)

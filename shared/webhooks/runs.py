@@ -33,10 +33,14 @@ def event_id(run: Run, index: int) -> str:
 
 
 def event_body(run: Run, index: int) -> bytes:
+    """The event of ``run.history[index]``: its data is the run as of that transition (its state and history up
+    to it), so a retry sent after later transitions still says what this one said."""
     transition = run.history[index]
+    data = run.summary_dict()
+    data["state"], data["history"] = transition.state.value, data["history"][: index + 1]
     return orjson.dumps({"specversion": "1.0", "id": event_id(run, index), "source": EVENT_SOURCE,
                          "type": event_type(transition.state.value), "subject": f"runs/{run.run_id}",
-                         "time": transition.at, "data": run.summary_dict()})
+                         "time": transition.at, "datacontenttype": "application/json", "data": data})
 
 
 class RunWebhooks:

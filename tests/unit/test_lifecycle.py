@@ -34,7 +34,7 @@ SETTINGS = {"TUNEFLOW_STORAGE_CONNECTION": "x", "TUNEFLOW_EMULATOR_CONNECTION": 
 
 def services(fake: SimpleNamespace, **env: str) -> Services:
     registry = SimpleNamespace(models=SimpleNamespace(get=lambda *a, **k: SimpleNamespace(tags=PHI3_TAGS)))
-    clients = SimpleNamespace(workspace=fake.workspace.ws, registry=registry)
+    clients = SimpleNamespace(workspace=fake.workspace.ws, registry=registry, registry_for=lambda name: registry)
     return Services(Settings.from_env({**SETTINGS, **env}), runs=RunStore(MemoryRecordStore()), ml=clients,
                     control=control_plane(fake.arm), read_test_sample=lambda path: SAMPLE)
 
