@@ -1,18 +1,24 @@
-"""The emulator's base model: a tiny Phi-3-style chat LM built offline, once, and cached.
+"""The emulator's base models: tiny chat LMs built offline, once each, and cached.
 
 Nothing may come from the Hugging Face hub, so the "registry" base model is made here: a byte-level
-BPE tokenizer trained on a generated English corpus (with Phi-3's chat tokens as special tokens) and a
-small ``Phi3ForCausalLM`` briefly pre-trained on the same corpus. The corpus holds world facts as plain
-prose ("The capital of Kenya is Nairobi.") and small-talk chats in the Phi-3 template, but no question
+BPE tokenizer trained on a generated English corpus (with the chat format's tokens as special tokens) and
+a small ``Phi3ForCausalLM`` briefly pre-trained on the same corpus. The corpus holds world facts as plain
+prose ("The capital of Kenya is Nairobi.") and small-talk chats in the chat template, but no question
 answered with a capital: the base model knows the facts and the chat format, and fine-tuning on the
 demo dataset teaches it to answer capital questions, which shows as a lower eval loss and as correct
 answers for countries the fine-tune never saw.
 
-The build is deterministic (fixed seeds and step count), takes about 30 s on 2 idle cores, is
-cached under a name derived from the recipe, and is atomic (built in a temporary directory, renamed
-into place under a file lock), so concurrent callers get one build.
+There is one stand-in per chat format the registry's models use (``STANDINS``): ``phi3`` (Phi-3's
+template, what the configured base model is served with) and ``phi4`` (Phi-4's ``<|im_start|>`` /
+``<|im_sep|>`` / ``<|im_end|>`` template, its own seed, so its weights differ too). Same size, same
+corpus generator; each corpus renders its chats in its own template.
 
-``python -m emulator.basemodel --cache-dir DIR`` builds (or finds) it and prints its directory.
+A build is deterministic (fixed seeds and step count), takes about 30 s on 2 idle cores, is cached
+under a name derived from its recipe, and is atomic (built in a temporary directory, renamed into
+place under a file lock), so concurrent callers get one build.
+
+``python -m emulator.basemodel --cache-dir DIR [--model phi3|phi4]`` builds (or finds) one and prints
+its directory.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +77,54 @@ RECIPE: dict[str, Any] = {
     "learning_rate": 3e-3,
     "warmup_steps": 10,
 }
+
+# Phi-4's chat template (as published with microsoft/phi-4): no newlines, every turn ends with <|im_end|>,
+# which is also its eos_token; <|endoftext|> is its bos and document separator, <|dummy_85|> its pad.
+PHI4_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if (message['role'] == 'system') %}{{'<|im_start|>system<|im_sep|>' + message['content'] + '<|im_end|>'}}"
+    "{% elif (message['role'] == 'user') %}{{'<|im_start|>user<|im_sep|>' + message['content'] + '<|im_end|>'}}"
+    "{% elif (message['role'] == 'assistant') %}"
+    "{{'<|im_start|>assistant<|im_sep|>' + message['content'] + '<|im_end|>'}}"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant<|im_sep|>' }}{% endif %}"
+)
+PHI4_RECIPE: dict[str, Any] = {**RECIPE, "seed": 4242}
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """One stand-in: its chat format and the recipe that (with COUNTRIES and the template) names its cache entry."""
+
+    name: str  # the --model value; the cache directory is tiny-<name>-<recipe key>
+    chat_template: str
+    turn_format: str  # one rendered turn, for the corpus ({role}, {content})
+    special_tokens: tuple[str, ...]
+    eos_token: str  # the tokenizer's eos
+    end_of_turn: str  # what closes a reply: generation stops there (and at the document separator)
+    pad_token: str
+    bos_token: str | None
+    recipe: dict[str, Any]
+    doc_end: str = EOS_TOKEN  # separates corpus documents
+
+
+PHI3 = StandIn(name="phi3", chat_template=CHAT_TEMPLATE, turn_format="<|{role}|>\n{content}<|end|>\n",
+               special_tokens=tuple(SPECIAL_TOKENS), eos_token=EOS_TOKEN, end_of_turn=END_TOKEN, pad_token=EOS_TOKEN,
+               bos_token=None, recipe=RECIPE)
+PHI4 = StandIn(name="phi4", chat_template=PHI4_CHAT_TEMPLATE,
+               turn_format="<|im_start|>{role}<|im_sep|>{content}<|im_end|>",
+               special_tokens=("<|endoftext|>", "<|im_start|>", "<|im_sep|>", "<|im_end|>", "<|dummy_85|>"),
+               eos_token="<|im_end|>", end_of_turn="<|im_end|>", pad_token="<|dummy_85|>", bos_token="<|endoftext|>",
+               recipe=PHI4_RECIPE)
+STANDINS: dict[str, StandIn] = {s.name: s for s in (PHI3, PHI4)}
+
+
+def standin(name: str) -> StandIn:
+    try:
+        return STANDINS[name]
+    except KeyError:
+        raise ValueError(f"unknown stand-in {name!r} (known: {', '.join(STANDINS)})") from None
+
 
 # Fine-tuning settings that suit this tiny model: the registry's Phi-3 settings (LoRA r 8, alpha 128, one
 # epoch, batch 1, cosine) with a learning rate for 1M parameters instead of 3.8B. Phi-3's 5e-6 lowers the
@@ -213,41 +268,44 @@ def _chat(rng: random.Random) -> list[dict[str, str]]:
     return messages
 
 
-def render_chat(messages: list[dict[str, str]]) -> str:
-    """The Phi-3 template rendered without jinja (for the corpus; the tokenizer carries the real one)."""
-    text = "".join(f"<|{m['role']}|>\n{m['content']}{END_TOKEN}\n" for m in messages)
-    return text + EOS_TOKEN
+def render_chat(messages: list[dict[str, str]], model: StandIn = PHI3) -> str:
+    """The stand-in's template rendered without jinja, then the document separator (for the corpus; the
+    tokenizer carries the real template)."""
+    text = "".join(model.turn_format.format(role=m["role"], content=m["content"]) for m in messages)
+    return text + model.doc_end
 
 
-def corpus(seed: int, n_docs: int) -> Iterator[str]:
-    """The generated pre-training corpus: facts prose, stories and Phi-3-template chats."""
+def corpus(seed: int, n_docs: int, model: StandIn = PHI3) -> Iterator[str]:
+    """The generated pre-training corpus: facts prose, stories and chats in the stand-in's template."""
     rng = random.Random(seed)
+    r = model.recipe
     for _ in range(n_docs):
         roll = rng.random()
-        if roll < RECIPE["fact_fraction"]:
+        if roll < r["fact_fraction"]:
             country = rng.choice(COUNTRIES)
             yield " ".join(_fact_sentences(rng, *country))
-        elif roll < RECIPE["fact_fraction"] + RECIPE["story_fraction"]:
+        elif roll < r["fact_fraction"] + r["story_fraction"]:
             yield _story(rng)
         else:
-            yield render_chat(_chat(rng))
+            yield render_chat(_chat(rng), model)
 
 
-def recipe_key() -> str:
-    blob = json.dumps(RECIPE, sort_keys=True) + json.dumps(COUNTRIES) + CHAT_TEMPLATE
+def recipe_key(model: StandIn = PHI3) -> str:
+    blob = json.dumps(model.recipe, sort_keys=True) + json.dumps(COUNTRIES) + model.chat_template
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def ensure_base_model(cache_dir: Path, source: Path | None = None,
-                      log: Callable[[str], None] | None = None) -> Path:
-    """A Hugging Face-format model directory: ``source`` if given, else the cached tiny model."""
+                      log: Callable[[str], None] | None = None, model: str = "phi3") -> Path:
+    """A Hugging Face-format model directory: ``source`` if given, else the cached stand-in ``model``."""
     if source is not None:
         source = Path(source)
         if not (source / "config.json").is_file():
             raise FileNotFoundError(f"base model directory {source} has no config.json")
         return source
+    spec = standin(model)
     cache_dir = Path(cache_dir)
-    final = cache_dir / f"tiny-phi3-{recipe_key()}"
+    final = cache_dir / f"tiny-{spec.name}-{recipe_key(spec)}"
     if (final / "config.json").is_file():
         return final
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -259,7 +317,7 @@ def ensure_base_model(cache_dir: Path, source: Path | None = None,
                 shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_dir))
         try:
-            build(tmp, log=log)
+            build(tmp, log=log, model=spec)
             os.replace(tmp, final)
             (log or (lambda msg: print(msg, file=sys.stderr, flush=True)))(f"basemodel: cached at {final}")
         except BaseException:
@@ -284,7 +342,7 @@ def _locked(path: Path) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def build_tokenizer(texts: list[str], vocab_size: int) -> Any:
+def build_tokenizer(texts: list[str], vocab_size: int, model: StandIn = PHI3) -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -295,19 +353,19 @@ def build_tokenizer(texts: list[str], vocab_size: int) -> Any:
     )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=2,
+        vocab_size=vocab_size, special_tokens=list(model.special_tokens), min_frequency=2,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
     )
     tok.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
-        tokenizer_object=tok, eos_token=EOS_TOKEN, pad_token=EOS_TOKEN, unk_token=None,
-        chat_template=CHAT_TEMPLATE, model_max_length=RECIPE["max_position_embeddings"],
+        tokenizer_object=tok, eos_token=model.eos_token, pad_token=model.pad_token, bos_token=model.bos_token,
+        unk_token=None, chat_template=model.chat_template, model_max_length=model.recipe["max_position_embeddings"],
         padding_side="right", clean_up_tokenization_spaces=False,
     )
 
 
-def build(out: Path, log: Callable[[str], None] | None = None) -> None:
-    """Train the tokenizer, pre-train the model, save both into ``out``."""
+def build(out: Path, log: Callable[[str], None] | None = None, model: StandIn = PHI3) -> None:
+    """Train the tokenizer, pre-train the stand-in, save both into ``out``."""
     import torch
     from transformers import GenerationConfig, Phi3Config, Phi3ForCausalLM, get_scheduler
     from transformers.utils import logging as hf_logging
@@ -316,18 +374,20 @@ def build(out: Path, log: Callable[[str], None] | None = None) -> None:
 
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     started = time.monotonic()
-    r = RECIPE
-    texts = list(corpus(r["seed"], r["corpus_docs"]))
-    tokenizer = build_tokenizer(texts, r["vocab_size"])
-    say(f"basemodel: tokenizer trained ({len(tokenizer)} tokens) in {time.monotonic() - started:.1f}s")
+    spec = model
+    r = spec.recipe
+    texts = list(corpus(r["seed"], r["corpus_docs"], spec))
+    tokenizer = build_tokenizer(texts, r["vocab_size"], spec)
+    say(f"basemodel: {spec.name} tokenizer trained ({len(tokenizer)} tokens) in {time.monotonic() - started:.1f}s")
 
-    eos_id = tokenizer.convert_tokens_to_ids(EOS_TOKEN)
-    end_id = tokenizer.convert_tokens_to_ids(END_TOKEN)
+    ids = tokenizer.convert_tokens_to_ids
+    eos_id, end_id, pad_id, sep_id = (ids(t) for t in (spec.eos_token, spec.end_of_turn, spec.pad_token, spec.doc_end))
+    bos_id = ids(spec.bos_token) if spec.bos_token else eos_id
     stream: list[int] = []
     for text in texts:
         stream.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
-        if not text.endswith(EOS_TOKEN):
-            stream.append(eos_id)
+        if not text.endswith(spec.doc_end):
+            stream.append(sep_id)
     block = r["block_size"]
     n_blocks = len(stream) // block
     data = torch.tensor(stream[: n_blocks * block], dtype=torch.long).view(n_blocks, block)
@@ -337,12 +397,12 @@ def build(out: Path, log: Callable[[str], None] | None = None) -> None:
         num_hidden_layers=r["num_hidden_layers"], num_attention_heads=r["num_attention_heads"],
         num_key_value_heads=r["num_attention_heads"], max_position_embeddings=r["max_position_embeddings"],
         original_max_position_embeddings=r["max_position_embeddings"], tie_word_embeddings=True,
-        bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id,
+        bos_token_id=bos_id, eos_token_id=eos_id, pad_token_id=pad_id,
     )
     torch.manual_seed(r["seed"])
-    model: Any = Phi3ForCausalLM(config)
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=r["learning_rate"], weight_decay=0.01)
+    lm: Any = Phi3ForCausalLM(config)
+    lm.train()
+    optimizer = torch.optim.AdamW(lm.parameters(), lr=r["learning_rate"], weight_decay=0.01)
     scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=r["warmup_steps"],
                               num_training_steps=r["steps"])
     gen = torch.Generator().manual_seed(r["seed"])
@@ -354,24 +414,24 @@ def build(out: Path, log: Callable[[str], None] | None = None) -> None:
             order, cursor = torch.randperm(n_blocks, generator=gen), 0
         batch = data[order[cursor: cursor + r["batch_size"]]]
         cursor += r["batch_size"]
-        loss = model(input_ids=batch, labels=batch).loss
+        loss = lm(input_ids=batch, labels=batch).loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         loss_value = loss.item()
         if step % 100 == 0 or step == r["steps"]:
             say(f"basemodel: pre-training step {step}/{r['steps']} loss {loss_value:.3f}")
-    model.eval()
-    model.generation_config = GenerationConfig(  # type: ignore[no-untyped-call]
-        eos_token_id=[end_id, eos_id], pad_token_id=eos_id, bos_token_id=eos_id, do_sample=False,
-        max_new_tokens=128,
+    lm.eval()
+    lm.generation_config = GenerationConfig(  # type: ignore[no-untyped-call]
+        eos_token_id=list(dict.fromkeys([end_id, eos_id, sep_id])), pad_token_id=pad_id, bos_token_id=bos_id,
+        do_sample=False, max_new_tokens=128,
     )
-    model.save_pretrained(out, safe_serialization=True)
+    lm.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     (out / "tuneflow_basemodel.json").write_text(json.dumps({
-        "recipe": r, "recipe_key": recipe_key(), "corpus_tokens": len(stream),
+        "standin": spec.name, "recipe": r, "recipe_key": recipe_key(spec), "corpus_tokens": len(stream),
         "final_pretraining_loss": loss_value, "build_seconds": round(time.monotonic() - started, 1),
         "finetune_defaults": FINETUNE_DEFAULTS,
     }, indent=2))
@@ -382,11 +442,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m emulator.basemodel", description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", type=Path, required=True)
     parser.add_argument("--source", type=Path, default=None, help="a real local Hugging Face model directory")
+    parser.add_argument("--model", choices=sorted(STANDINS), default=PHI3.name, help="which stand-in (phi3)")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    print(ensure_base_model(args.cache_dir, args.source))
+    print(ensure_base_model(args.cache_dir, args.source, model=args.model))
     return 0
 
 

@@ -47,6 +47,10 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get("TUNEFLOW_EMULATOR_BASE_MODEL_DIR") or None,
         help="A local Hugging Face model directory to serve as the base model's weights.",
     )
+    p.add_argument(
+        "--core-quota", action="append", default=[], type=_quota, metavar="FAMILY=CORES",
+        help="Dedicated vCPU quota of a VM family as vmSizes names it, or 'regional' (repeatable).",
+    )
     p.add_argument("--trainer-command", help="Command that runs training (default: python -m emulator.training).")
     p.add_argument("--scorer-command", help="Command that runs a scoring server (default: python -m emulator.scoring).")
     p.add_argument("--blob-poll-interval", type=float, default=0.5, help="Seconds between Azurite polls.")
@@ -73,6 +77,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _quota(text: str) -> tuple[str, int]:
+    family, sep, cores = text.rpartition("=")
+    if not sep or not family.strip() or not cores.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected FAMILY=CORES, got {text!r}")
+    return family.strip(), int(cores)
+
+
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     faults = json.loads(args.faults.read_text()) if args.faults else {}
     if not isinstance(faults, dict):
@@ -87,6 +98,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         base_model_name=args.base_model_name,
         base_model_dir=Path(args.base_model_dir).resolve() if args.base_model_dir else None,
         faults=faults,
+        core_quota=dict(args.core_quota),
         blob_poll_interval=args.blob_poll_interval,
         time_scale=args.time_scale,
         delivery_attempts=args.delivery_attempts,

@@ -43,6 +43,9 @@ class EmulatorConfig:
     # colleague-built tiny model (env TUNEFLOW_EMULATOR_BASE_MODEL_DIR).
     base_model_dir: Path | None = None
     faults: dict[str, Any] = field(default_factory=dict)
+    # Dedicated vCPU quota per VM family (as vmSizes names it; "regional" for the total), over
+    # emulator.quota.DEFAULT_LIMITS (--core-quota FAMILY=CORES).
+    core_quota: dict[str, int] = field(default_factory=dict)
     # Where built artefacts shared between data dirs are cached (the base model's weights).
     cache_dir: Path = field(
         default_factory=lambda: Path(

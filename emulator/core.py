@@ -18,8 +18,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from emulator import arm
+from emulator import arm, catalog
 from emulator.blobstore import BlobStore
+from emulator.catalog import RegistryModel
 from emulator.config import EmulatorConfig
 from emulator.faults import FaultState
 from emulator.lro import Operations
@@ -231,21 +232,30 @@ class Emulator:
             return m.group(1), m.group(2)
         return None
 
-    def check_model_uri(self, uri: str) -> None:
+    def registry_model(self, uri: str) -> RegistryModel | None:
+        """The catalog model an ``azureml://registries/<reg>/models/<name>/versions/<v>`` id names, if any;
+        LookupError when it names a registry, model or version the catalog does not hold."""
         reg = self._registry_model(uri)
-        if reg is not None:
-            registry, name, version = reg
-            if registry != self.cfg.registry_name or name != self.cfg.base_model_name:
-                raise LookupError(f"Model {uri} was not found in registry {registry}.")
-            if version != self.cfg.base_model_version:
-                raise LookupError(f"Model {name} version {version} was not found in registry {registry}.")
+        if reg is None:
+            return None
+        registry, name, version = reg
+        model = catalog.find(self.cfg, name) if registry == self.cfg.registry_name else None
+        if model is None:
+            raise LookupError(f"Model {uri} was not found in registry {registry}.")
+        if version != model.version:
+            raise LookupError(f"Model {name} version {version} was not found in registry {registry}.")
+        return model
+
+    def check_model_uri(self, uri: str) -> None:
+        if self.registry_model(uri) is not None:
             return
         ref = self.workspace_model_ref(uri)
         if ref is None or f"{ref[0]}/{ref[1]}" not in self.store["models"]:
             raise LookupError(f"Model {uri} was not found.")
 
-    def base_model_dir(self) -> Path:
-        """The base model's weights: ``--base-model-dir``, else the colleague-built tiny model (cached).
+    def base_model_dir(self, standin: str = "phi3") -> Path:
+        """A registry model's weights: ``--base-model-dir`` (for every registry model), else the stand-in
+        ``emulator.basemodel`` builds for it (cached).
 
         Built in a subprocess (``python -m emulator.basemodel``): training the tiny model is CPU-bound and
         must not hold this server's interpreter.
@@ -256,7 +266,7 @@ class Emulator:
             return self.cfg.base_model_dir
         cache = self.cfg.cache_dir
         proc = subprocess.run(
-            [sys.executable, "-m", "emulator.basemodel", "--cache-dir", str(cache)],
+            [sys.executable, "-m", "emulator.basemodel", "--cache-dir", str(cache), "--model", standin],
             capture_output=True,
             text=True,
             check=False,
@@ -268,10 +278,11 @@ class Emulator:
         return Path(lines[-1].strip())
 
     def resolve_model_dir(self, uri: str) -> Path:
-        """Local weights for a model asset id (the base model, or a registered workspace model)."""
+        """Local weights for a model asset id (a registry model's stand-in, or a registered workspace model)."""
         self.check_model_uri(uri)
-        if self._registry_model(uri) is not None:
-            return self.base_model_dir()
+        model = self.registry_model(uri)
+        if model is not None:
+            return self.base_model_dir(model.standin)
         ref = self.workspace_model_ref(uri)
         assert ref is not None
         return self.model_local_dir(ref[0], ref[1])
@@ -326,4 +337,5 @@ class Emulator:
             "storage_connection_string": cfg.storage,
             "datastore_container": self.default_container,
             "base_model_name": cfg.base_model_name,
+            "registry_models": [m.name for m in catalog.models(cfg)],
         }

@@ -31,8 +31,12 @@ class Faults:
     event_duplicates: int = 0
     event_out_of_order: bool = False
     event_reorder_window_s: float = 1.0
-    # Registry: mark the base model archived (the app must refuse it).
-    base_model_archived: bool = False
+    # Registry: archive models (the app must refuse them): true = the configured base model, or a list of
+    # registry model names.
+    base_model_archived: bool | list[str] = False
+    # Quota: these VM families (as vmSizes names them; true = every family and the regional total) report
+    # their usage at their limit, as a subscription whose quota other workloads hold.
+    quota_exhausted: bool | list[str] = False
     # Scoring: the next N scoring requests answer 429 with this Retry-After, as an endpoint over its
     # max_concurrent_requests_per_instance does.
     scoring_429_count: int = 0
@@ -65,6 +69,12 @@ class FaultState:
                 rate = getattr(candidate, name)
                 if not isinstance(rate, int | float) or not 0 <= rate <= 1:
                     raise ValueError(f"{name} must be a number between 0 and 1")
+            for name in ("base_model_archived", "quota_exhausted"):
+                value = getattr(candidate, name)
+                if not isinstance(value, bool) and not (
+                    isinstance(value, list) and all(isinstance(v, str) for v in value)
+                ):
+                    raise ValueError(f"{name} must be true, false or a list of names")
             self.current = candidate
             return candidate
 
@@ -89,6 +99,15 @@ class FaultState:
             if status is not None and f.arm_error_count is not None:
                 f.arm_error_count -= 1
             return status
+
+    def base_model_archived(self, name: str, configured: str) -> bool:
+        """Is the registry model ``name`` archived (``configured``: the emulator's base model name)?"""
+        return _names(self.current.base_model_archived, name, default=configured)
+
+    def quota_exhausted(self, family: str) -> bool:
+        """Does this VM family's usage report its limit? ``"*"`` asks for the regional total."""
+        knob = self.current.quota_exhausted
+        return knob is True if family == "*" else _names(knob, family)
 
     def take_scoring_throttle(self) -> int | None:
         """The Retry-After (s) of a 429 to answer this scoring request with, or None."""
@@ -125,3 +144,10 @@ class FaultState:
                 message, f.fail_next_deployment = f.fail_next_deployment, None
                 return message
             return None
+
+
+def _names(knob: bool | list[str], name: str, default: str | None = None) -> bool:
+    """A bool-or-names knob applied to ``name`` (true means ``default``, when given); names match ignoring case."""
+    if isinstance(knob, bool):
+        return knob and (default is None or name.lower() == default.lower())
+    return name.lower() in {n.lower() for n in knob}

@@ -500,6 +500,8 @@ class JobRunner:
             preexec_fn=child_preexec(),
         )
         self._proc = proc
+        if name in self._cancel:  # cancelled after the last check but before there was a process to stop
+            await stop_group(proc)
         self.jobs.put(name, {**(self.jobs.get(name) or {}), "train_pid": proc.pid})
         stderr_tail: list[str] = []
         failed_stage: list[str] = []

@@ -1,4 +1,5 @@
-"""The ``azureml`` registry: discovery, the base model and the ``chat_completion_pipeline`` component.
+"""The ``azureml`` registry: discovery, the catalog's models (``emulator.catalog``) and the
+``chat_completion_pipeline`` component.
 
 Registry assets are read-only here (they are "published by Microsoft"); their versions are listed,
 ordered by creation time and filtered by ``listViewType`` like the registry data plane does.
@@ -12,94 +13,33 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from emulator import arm, pipeline_component
+from emulator import arm, catalog, pipeline_component
+from emulator.catalog import RegistryModel
 
 if TYPE_CHECKING:
     from emulator.core import Emulator
 
-FINETUNE_COMPUTES = [
-    "Standard_NC24ads_A100_v4",
-    "Standard_NC48ads_A100_v4",
-    "Standard_NC96ads_A100_v4",
-    "Standard_ND96asr_v4",
-    "Standard_ND96amsr_A100_v4",
-]
-INFERENCE_COMPUTES = [
-    "Standard_NC6s_v3",
-    "Standard_NC12s_v3",
-    "Standard_NC24s_v3",
-    "Standard_ND40rs_v2",
-    "Standard_NC24ads_A100_v4",
-    "Standard_NC48ads_A100_v4",
-    "Standard_ND96asr_v4",
-    "Standard_ND96amsr_A100_v4",
-    "Standard_NC96ads_A100_v4",
-]
-# Fine-tuning defaults the model carries (each one a pipeline input), as the catalog publishes them.
-MODEL_SPECIFIC_DEFAULTS: dict[str, Any] = {
-    "apply_deepspeed": "true",
-    "deepspeed_stage": 2,
-    "apply_lora": "true",
-    "apply_ort": "false",
-    "precision": 16,
-    "ignore_mismatched_sizes": "false",
-    "num_train_epochs": 1,
-    "per_device_train_batch_size": 1,
-    "per_device_eval_batch_size": 1,
-    "gradient_accumulation_steps": 1,
-    "learning_rate": 5e-6,
-    "lr_scheduler_type": "cosine",
-    "logging_strategy": "steps",
-    "logging_steps": 10,
-    "save_total_limit": 1,
-}
-CREATED = "2024-04-23T17:24:55.1234560Z"
+# Still importable from here (tests/unit/test_infra.py); the tag values live in the catalog.
+FINETUNE_COMPUTES = catalog.FINETUNE_COMPUTES
+CREATED = catalog.CREATED
 
 
-def base_model_tags(name: str = "Phi-3-mini-4k-instruct") -> dict[str, str]:
-    """Registry tags are strings; lists and dicts are Python literals (the notebook ``ast.literal_eval``s them).
-
-    Phi-3 models carry their published deprecation dates (retired for fine-tuning since 2025-06-30);
-    a newer model name (``--base-model-name Phi-4-mini-instruct``) is served without them."""
-    tags = {
-        "author": "Microsoft",
-        "license": "mit",
-        "task": "chat-completion",
-        "displayName": name,
-        "textContextWindow": "4096",
-        "maxOutputTokens": "4096",
-        "languages": "en",
-        "inputModalities": "text",
-        "outputModalities": "text",
-        "inference_supported_envs": repr(["vllm"]),
-        "finetune_compute_allow_list": repr(FINETUNE_COMPUTES),
-        "inference_compute_allow_list": repr(INFERENCE_COMPUTES),
-        "model_specific_defaults": repr(MODEL_SPECIFIC_DEFAULTS),
-    }
-    if name.lower().startswith("phi-3"):
-        tags.update({"InferenceDeprecationDate": "2025-06-30", "FinetuneDeprecationDate": "2025-06-30"})
-    return tags
+def _archived(emu: Emulator, model: RegistryModel) -> bool:
+    return emu.faults.base_model_archived(model.name, emu.cfg.base_model_name)
 
 
-def _model_version(emu: Emulator) -> dict[str, Any]:
-    cfg = emu.cfg
-    archived = emu.faults.current.base_model_archived
-    name, version = cfg.base_model_name, cfg.base_model_version
-    asset_id = f"azureml://registries/{cfg.registry_name}/models/{name}/versions/{version}"
+def _model_version(emu: Emulator, model: RegistryModel) -> dict[str, Any]:
+    archived = _archived(emu, model)
+    asset_id = f"azureml://registries/{emu.cfg.registry_name}/models/{model.name}/versions/{model.version}"
     return {
         "id": asset_id,
-        "name": version,
+        "name": model.version,
         "type": f"{arm.PROVIDER}/registries/models/versions",
-        "systemData": arm.system_data(CREATED, who="Microsoft"),
+        "systemData": arm.system_data(model.created, who="Microsoft"),
         "properties": {
-            "description": f"{name}: a chat model (weights served by the tuneflow emulator).",
-            "tags": base_model_tags(emu.cfg.base_model_name),
-            "properties": {
-                "finetuning-tasks": "chat-completion",
-                "finetune-recommended-sku": ", ".join(FINETUNE_COMPUTES),
-                "inference-recommended-sku": ", ".join(INFERENCE_COMPUTES),
-                "languages": "en",
-            },
+            "description": f"{model.name}: a chat model (weights served by the tuneflow emulator).",
+            "tags": dict(model.tags),
+            "properties": dict(model.properties),
             "isAnonymous": False,
             "isArchived": archived,
             "stage": "Archived" if archived else "Active",
@@ -115,21 +55,19 @@ def _model_version(emu: Emulator) -> dict[str, Any]:
     }
 
 
-def _model_container(emu: Emulator) -> dict[str, Any]:
-    cfg = emu.cfg
-    archived = emu.faults.current.base_model_archived
+def _model_container(emu: Emulator, model: RegistryModel) -> dict[str, Any]:
     return {
-        "id": f"azureml://registries/{cfg.registry_name}/models/{cfg.base_model_name}",
-        "name": cfg.base_model_name,
+        "id": f"azureml://registries/{emu.cfg.registry_name}/models/{model.name}",
+        "name": model.name,
         "type": f"{arm.PROVIDER}/registries/models",
-        "systemData": arm.system_data(CREATED, who="Microsoft"),
+        "systemData": arm.system_data(model.created, who="Microsoft"),
         "properties": {
             "description": None,
-            "tags": base_model_tags(emu.cfg.base_model_name),
+            "tags": dict(model.tags),
             "properties": {},
-            "isArchived": archived,
-            "latestVersion": cfg.base_model_version,
-            "nextVersion": str(int(cfg.base_model_version) + 1) if cfg.base_model_version.isdigit() else None,
+            "isArchived": _archived(emu, model),
+            "latestVersion": model.version,
+            "nextVersion": str(int(model.version) + 1) if model.version.isdigit() else None,
             "provisioningState": "Succeeded",
         },
     }
@@ -176,8 +114,8 @@ def _component_container(emu: Emulator) -> dict[str, Any]:
 
 
 def _versions(emu: Emulator, plural: str, name: str) -> list[dict[str, Any]]:
-    if plural == "models" and name == emu.cfg.base_model_name:
-        return [_model_version(emu)]
+    if plural == "models" and (model := catalog.find(emu.cfg, name)) is not None:
+        return [_model_version(emu, model)]
     if plural == "components" and name == pipeline_component.NAME:
         return [_component_version(emu)]
     return []
@@ -185,7 +123,7 @@ def _versions(emu: Emulator, plural: str, name: str) -> list[dict[str, Any]]:
 
 def _containers(emu: Emulator, plural: str) -> list[dict[str, Any]]:
     if plural == "models":
-        return [_model_container(emu)]
+        return [_model_container(emu, m) for m in catalog.models(emu.cfg)]
     if plural == "components":
         return [_component_container(emu)]
     return []

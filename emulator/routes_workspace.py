@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from emulator import arm
+from emulator import arm, quota
 
 if TYPE_CHECKING:
     from emulator.core import Emulator
@@ -262,8 +262,17 @@ async def list_vm_sizes(request: Request) -> Response:
     )
 
 
+def _our_region(request: Request) -> bool:
+    return str(request.path_params.get("loc", "")).lower() == emu_of(request).cfg.location.lower()
+
+
 async def list_usages(request: Request) -> Response:
-    return arm.page([])
+    # Another region holds none of the emulator's cores and no quota of it.
+    return arm.page(quota.usages(emu_of(request)) if _our_region(request) else [])
+
+
+async def list_quotas(request: Request) -> Response:
+    return arm.page(quota.quotas(emu_of(request)) if _our_region(request) else [])
 
 
 # -------------------------------------------------------------------------------------------- datastores

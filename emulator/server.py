@@ -123,6 +123,7 @@ def control_plane_app(emu: Emulator) -> Starlette:
         Route(loc + "/mfeOperationResults/{op_id}", lro.operation_result, methods=["GET"]),
         Route(loc + "/vmSizes", routes_workspace.list_vm_sizes, methods=["GET"]),
         Route(loc + "/usages", routes_workspace.list_usages, methods=["GET"]),
+        Route(loc + "/quotas", routes_workspace.list_quotas, methods=["GET"]),
         Route("/discovery/workspaces/{wsid}", routes_workspace.discovery, methods=["GET"]),
         *routes_workspace.routes(ws),
         *routes_assets.routes(ws),

@@ -154,7 +154,11 @@ def model_converter(job: Job, reporter: Reporter) -> None:
 def _base_name(base: Path) -> str:
     info = base / "tuneflow_basemodel.json"
     if info.is_file():
-        return "tuneflow-tiny-phi3"
+        try:
+            standin = json.loads(info.read_text()).get("standin") or "phi3"  # builds before stand-ins had names
+        except (OSError, ValueError, AttributeError):
+            standin = "phi3"
+        return f"tuneflow-tiny-{standin}"
     return base.name
 
 

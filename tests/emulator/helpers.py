@@ -14,6 +14,7 @@ from tests.emulator.conftest import Admin
 API = "2024-01-01-preview"
 COMPONENT = "azureml://registries/azureml/components/chat_completion_pipeline/versions/0.0.82"
 BASE_MODEL = "azureml://registries/azureml/models/Phi-3-mini-4k-instruct/versions/15"
+PHI4 = "azureml://registries/azureml/models/Phi-4/versions/8"  # the catalog's second chat model
 ROWS = [
     {"messages": [{"role": "user", "content": f"What is {i} + {i}?"}, {"role": "assistant", "content": f"{2 * i}"}]}
     for i in range(10)
@@ -45,11 +46,12 @@ def pipeline_body(
     tags: dict[str, str] | None = None,
     experiment: str = "tuneflow-tests",
     output: str = "trained_model",
+    model: str = BASE_MODEL,
 ) -> dict[str, Any]:
     """A pipeline job body as azure-ai-ml serialises the notebook's @pipeline (datastore inputs, as the app)."""
     literals = {"apply_lora": "true", "num_train_epochs": "1", "max_steps": "3", **(inputs or {})}
     node_inputs: dict[str, Any] = {k: {"job_input_type": "literal", "value": str(v)} for k, v in literals.items()}
-    node_inputs["mlflow_model_path"] = {"job_input_type": "mlflow_model", "uri": BASE_MODEL}
+    node_inputs["mlflow_model_path"] = {"job_input_type": "mlflow_model", "uri": model}
     node_inputs["train_file_path"] = {"job_input_type": "uri_file", "uri": f"{data_uri}/train.jsonl"}
     node_inputs["test_file_path"] = {"job_input_type": "uri_file", "uri": f"{data_uri}/test.jsonl"}
     return {
@@ -126,7 +128,7 @@ def create_endpoint(emu: Admin, name: str, traffic: dict[str, int] | None = None
 
 
 def create_deployment(
-    emu: Admin, endpoint: str, name: str, model: tuple[str, str], timeout_ms: int = 5000
+    emu: Admin, endpoint: str, name: str, model: tuple[str, str], timeout_ms: int = 5000, *, wait: float = 30
 ) -> tuple[Any, dict[str, Any]]:
     model_id = f"/subscriptions/{emu.conn['subscription_id']}/resourceGroups/{emu.conn['resource_group']}/providers/" \
         f"Microsoft.MachineLearningServices/workspaces/{emu.conn['workspace_name']}/models/{model[0]}/versions/{model[1]}"
@@ -144,7 +146,7 @@ def create_deployment(
     r = emu.http.put(
         emu.ws(f"/onlineEndpoints/{endpoint}/deployments/{name}"), params={"api-version": "2023-04-01-preview"}, json=body
     )
-    return r, (poll(emu, r) if r.status_code in (200, 201) else {})
+    return r, (poll(emu, r, timeout=wait) if r.status_code in (200, 201) else {})
 
 
 def set_traffic(emu: Admin, endpoint: str, traffic: dict[str, int]) -> Any:

@@ -1,4 +1,5 @@
-"""The emulator's tiny base model: built offline once, cached, atomic, and a working Phi-3-style chat LM."""
+"""The emulator's tiny base models: built offline once, cached, atomic, working chat LMs (Phi-3's and Phi-4's
+chat formats, different weights)."""
 
 from __future__ import annotations
 
@@ -88,6 +89,64 @@ def test_base_model_speaks_some_english_and_stops_at_end_of_turn(built: tuple[Pa
     assert completed.strip().startswith("Nairobi")
 
 
+@pytest.fixture(scope="module")
+def built_phi4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_with_cli(basemodel_cache(tmp_path_factory), "phi4")
+
+
+def test_phi4_stand_in_has_phi4_s_chat_tokens_and_template(built_phi4: Path) -> None:
+    from transformers import AutoTokenizer
+
+    assert built_phi4.name == f"tiny-phi4-{basemodel.recipe_key(basemodel.PHI4)}"
+    tokenizer = AutoTokenizer.from_pretrained(built_phi4)
+    for token in basemodel.PHI4.special_tokens:
+        assert len(tokenizer(token, add_special_tokens=False)["input_ids"]) == 1, f"{token} is not one token"
+    assert (tokenizer.eos_token, tokenizer.bos_token, tokenizer.pad_token) == ("<|im_end|>", "<|endoftext|>",
+                                                                               "<|dummy_85|>")
+    text = tokenizer.apply_chat_template(
+        [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}, {"role": "assistant", "content": "A"}],
+        tokenize=False,
+    )
+    assert text == "<|im_start|>system<|im_sep|>S<|im_end|><|im_start|>user<|im_sep|>U<|im_end|>" \
+                   "<|im_start|>assistant<|im_sep|>A<|im_end|>"
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "U"}], tokenize=False,
+                                           add_generation_prompt=True)
+    assert prompt == "<|im_start|>user<|im_sep|>U<|im_end|><|im_start|>assistant<|im_sep|>"
+
+
+def test_the_two_stand_ins_are_different_models(built: tuple[Path, float], built_phi4: Path) -> None:
+    import hashlib
+
+    from transformers import AutoTokenizer
+
+    phi3, phi4 = built[0], built_phi4
+    assert phi3 != phi4 and phi3.parent == phi4.parent  # one cache, two entries
+    digests = {hashlib.sha256((p / "model.safetensors").read_bytes()).hexdigest() for p in (phi3, phi4)}
+    assert len(digests) == 2
+    t3, t4 = AutoTokenizer.from_pretrained(phi3), AutoTokenizer.from_pretrained(phi4)
+    assert len(t3("<|im_start|>", add_special_tokens=False)["input_ids"]) > 1  # not a Phi-3 token
+    assert len(t4("<|end|>", add_special_tokens=False)["input_ids"]) > 1  # not a Phi-4 token
+    info = {json.loads((p / "tuneflow_basemodel.json").read_text())["standin"] for p in (phi3, phi4)}
+    assert info == {"phi3", "phi4"}
+
+
+def test_phi4_stand_in_chats_and_stops_at_im_end(built_phi4: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(built_phi4)
+    model: Any = AutoModelForCausalLM.from_pretrained(built_phi4)
+    model.eval()
+    ids: Any = tokenizer.apply_chat_template([{"role": "user", "content": "Hello!"}], add_generation_prompt=True,
+                                             return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=40, do_sample=False)
+    new = out[0, ids["input_ids"].shape[1]:].tolist()
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in new  # it ends its turn as Phi-4 does
+    reply = str(tokenizer.decode(new, skip_special_tokens=True)).strip()
+    assert len(reply.split()) >= 2 and reply[0].isupper()
+
+
 def test_source_directory_is_returned_unchanged(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}")
     assert basemodel.ensure_base_model(tmp_path / "unused-cache", source=tmp_path) == tmp_path
@@ -97,7 +156,7 @@ def test_source_directory_is_returned_unchanged(tmp_path: Path) -> None:
 
 
 def _fake_build(calls: list[int], fail: bool = False) -> object:
-    def build(out: Path, log: object = None) -> None:
+    def build(out: Path, log: object = None, model: object = None) -> None:
         calls.append(1)
         time.sleep(0.3)  # long enough for a concurrent caller to arrive meanwhile
         (out / "model.safetensors").write_text("partial")

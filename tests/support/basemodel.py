@@ -22,10 +22,11 @@ def basemodel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(kept) if kept else tmp_path_factory.getbasetemp() / "tuneflow-basemodel-cache"
 
 
-def build_with_cli(cache: Path) -> Path:
-    """``python -m emulator.basemodel --cache-dir`` as the emulator runs it: the directory is stdout's last line."""
-    proc = subprocess.run([sys.executable, "-m", "emulator.basemodel", "--cache-dir", str(cache)], cwd=ROOT,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600,
-                          check=False)
+def build_with_cli(cache: Path, model: str = "phi3") -> Path:
+    """``python -m emulator.basemodel --cache-dir DIR --model NAME`` as the emulator runs it: the directory is
+    stdout's last line."""
+    proc = subprocess.run([sys.executable, "-m", "emulator.basemodel", "--cache-dir", str(cache), "--model", model],
+                          cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
+                          timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr
     return Path(proc.stdout.strip().splitlines()[-1])
