@@ -121,23 +121,8 @@ PHI4_INFERENCE_COMPUTES = [
     "Standard_NC40ads_H100_v5",
     "Standard_NC80adis_H100_v5",
 ]
-PHI4_MODEL_SPECIFIC_DEFAULTS: dict[str, Any] = {
-    "apply_deepspeed": "true",
-    "deepspeed_stage": 3,
-    "apply_lora": "true",
-    "apply_ort": "false",
-    "precision": 16,
-    "ignore_mismatched_sizes": "false",
-    "num_train_epochs": 1,
-    "per_device_train_batch_size": 1,
-    "per_device_eval_batch_size": 1,
-    "gradient_accumulation_steps": 1,
-    "learning_rate": 5e-6,
-    "lr_scheduler_type": "cosine",
-    "logging_strategy": "steps",
-    "logging_steps": 10,
-    "save_total_limit": 1,
-}
+# the same as Phi-3's but for DeepSpeed stage 3 (a 14B model)
+PHI4_MODEL_SPECIFIC_DEFAULTS: dict[str, Any] = {**MODEL_SPECIFIC_DEFAULTS, "deepspeed_stage": 3}
 PHI4_TAGS: dict[str, str] = {
     "author": "Microsoft",
     "SharedComputeCapacityEnabled": "",

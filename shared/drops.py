@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from shared.events import BlobCreated
-from shared.records import RecordStore
+from shared.records import RecordStore, put
 from shared.validation import detect_format
 
 if TYPE_CHECKING:
@@ -49,15 +49,8 @@ class DropLedger:
         key, meta = self.key(blob_name), {"etag": _etag(etag)}
         data = orjson.dumps({"blob": blob_name, "etag": _etag(etag), "outcome": outcome,
                              "at": datetime.now(UTC).isoformat(timespec="seconds")})
-        for _ in range(3):
-            if self._records.create(key, data, meta) is not None:
-                return
-            current = self._records.read(key)
-            if current is None:
-                continue
-            if current.meta.get("etag") == meta["etag"] or self._records.replace(key, data, current.etag, meta):
-                return
-        log.warning("drop ledger: could not note %s (concurrent writers); the sweep may handle it again", blob_name)
+        if not put(self._records, key, data, meta, unchanged=lambda current: current.meta.get("etag") == meta["etag"]):
+            log.warning("drop ledger: could not note %s (concurrent writers); the sweep may handle it again", blob_name)
 
     def seen(self) -> dict[str, str]:
         """key → ETag of every blob handled (one listing; no record is read)."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from shared.records import RecordStore
+from shared.records import RecordStore, put
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
@@ -75,9 +75,4 @@ class SettledFolders:
         key, meta = self.key(state.folder), {"fingerprint": state.fingerprint}
         data = orjson.dumps({"folder": state.folder, "outcome": outcome, "files": sorted(state.files),
                              "at": datetime.now(UTC).isoformat(timespec="seconds")})
-        for _ in range(3):
-            if self._records.create(key, data, meta) is not None:
-                return
-            current = self._records.read(key)
-            if current is not None and self._records.replace(key, data, current.etag, meta) is not None:
-                return
+        put(self._records, key, data, meta)

@@ -302,7 +302,7 @@ class Ingestor:
         train = self._source(f"{base}/train.jsonl", s.output_container)
         test = self._source(f"{base}/test.jsonl", s.output_container) if counts.get("test") else None
         log.info("folder %s: prepared %s from %s", folder, counts, manifest.source.hub)
-        return self._ingest(folder, train, test, received, manifest, where=where)
+        return self._ingest(folder, train, test, received, manifest, where=where, checked=True)
 
     # -- single files ----------------------------------------------------------------------------
     def _single(self, name: str, received: str) -> IngestResult:
@@ -370,12 +370,14 @@ class Ingestor:
 
     # -- the pass --------------------------------------------------------------------------------
     def _ingest(self, dataset: str, train: BlobSource, test: BlobSource | None, received: str,
-                manifest: Manifest | None = None, *, where: str | None = None) -> IngestResult:
+                manifest: Manifest | None = None, *, where: str | None = None,
+                checked: bool = False) -> IngestResult:
+        """``checked``: the manifest's problems were looked for already (a source, before its preparation)."""
         from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
         config = run_config(self._s, manifest)
         s = run_settings(self._s, config)
-        if manifest is not None and where is not None and not manifest.empty:
+        if manifest is not None and where is not None and not manifest.empty and not checked:
             problems = self._manifest_problems(s, manifest)
             if problems:
                 identity = f"{train.name}@{train.etag}" + (f"+{test.name}@{test.etag}" if test else "")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -49,6 +49,21 @@ class RecordStore(Protocol):
     def delete(self, key: str) -> None:
         """Remove a record; removing one that is gone is not an error."""
         ...
+
+
+def put(records: RecordStore, key: str, data: bytes, meta: Meta, *,
+        unchanged: Callable[[Record], bool] = lambda current: False, attempts: int = 3) -> bool:
+    """Write ``key`` whatever is there (the last writer wins), unless ``unchanged(current)`` says the record
+    already says this; False when concurrent writers kept winning for ``attempts`` rounds."""
+    for _ in range(attempts):
+        if records.create(key, data, meta) is not None:
+            return True
+        current = records.read(key)
+        if current is None:
+            continue
+        if unchanged(current) or records.replace(key, data, current.etag, meta) is not None:
+            return True
+    return False
 
 
 class MemoryRecordStore:

@@ -43,7 +43,7 @@ def start(ctx: Services, run: Run) -> Run:
     A run whose manifest says ``"deploy": "never"`` stays REGISTERED: the model is the product."""
     if run.state == RunState.REGISTERED and run.model and run.deploy != "never":
         s = settings_for(ctx.settings, run.config)
-        problem = instance_type_problem(ctx, s) or quota_problem(ctx, s, run)
+        problem = instance_type_problem(ctx, s) or quota_problem(ctx, s)
         if problem:
             ctx.runs.advance(run.run_id, RunState.DEPLOYING, endpoint=s.endpoint)
             return ctx.runs.advance(run.run_id, RunState.DEPLOY_FAILED, note=problem, last_error=problem)
@@ -64,14 +64,11 @@ def instance_type_problem(ctx: Services, s: Settings) -> str | None:
     return inference_size_problem(model_tags, s.instance_type, s.base_model, "instance type")
 
 
-def quota_problem(ctx: Services, s: Settings, run: Run) -> str | None:
-    """A deployment that cannot get its cores would time out provisioning: refuse it at once instead.
-
-    A deployment that already exists (a retried start) holds its cores already, so it is not counted twice."""
+def quota_problem(ctx: Services, s: Settings) -> str | None:
+    """A deployment that cannot get its cores would time out provisioning: refuse it at once instead
+    (checked once, before the run's deployment exists, so its own cores are never counted)."""
     from shared.azureml.quota import quota_problem as short_of
 
-    if run.deployment and ctx.control.deployment(s.endpoint, run.deployment) is not None:
-        return None
     short = short_of(ctx.ml.workspace, s.instance_type, s.instance_count)
     return f"not deployed: the deployment {short}" if short else None
 
