@@ -28,7 +28,7 @@ import httpx
 
 from devstack.stack import LOCAL_BASE_MODEL, LocalStack, start_stack
 
-TERMINAL = {"REJECTED", "FAILED", "DEPLOYED", "DEPLOY_FAILED"}
+TERMINAL = {"REJECTED", "FAILED", "DEPLOYED", "DEPLOY_FAILED", "GATED", "CANCELED"}
 FINETUNE = {"num_train_epochs": 2, "learning_rate": 0.003, "per_device_train_batch_size": 8}
 FAST_FINETUNE = {"num_train_epochs": 1, "max_steps": 20, "learning_rate": 0.003, "per_device_train_batch_size": 8}
 
@@ -133,6 +133,7 @@ def describe(transition: dict[str, Any], run: dict[str, Any]) -> str:
         "DEPLOYED": f"smoke test passed; {run.get('deployment')} takes 100% of {run.get('endpoint')}",
         "FAILED": f"failed: {run.get('last_error')}",
         "DEPLOY_FAILED": f"deployment failed: {run.get('last_error')}",
+        "GATED": f"not promoted: {transition.get('note')}",
     }.get(state, transition.get("note") or "")
     return f"{state:<13} {detail}"
 

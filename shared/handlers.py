@@ -29,7 +29,7 @@ from shared.events import (
     parse_run_event,
 )
 from shared.ingest import IngestResult
-from shared.runs import Run
+from shared.runs import Run, is_run_id
 from shared.services import Services, services
 from shared.telemetry import annotate, span
 
@@ -117,10 +117,12 @@ async def on_score_job(text: str, svc: Services | None = None) -> str:
 
 
 async def on_work(text: str, svc: Services | None = None) -> str:
-    """A message of the work queue: a folder to read once settled, a source to prepare, a run webhook.
+    """A message of the work queue: a folder to read once settled, a source to prepare, a run webhook, a
+    deploying run to move on (its next evaluation chunk).
     A malformed message is logged and dropped; storage trouble raises, so the host retries the message."""
     import asyncio
 
+    from shared.lifecycle.deployment import DEPLOY
     from shared.webhooks.runs import KIND as NOTIFY
     from shared.webhooks.runs import deliver
 
@@ -133,6 +135,9 @@ async def on_work(text: str, svc: Services | None = None) -> str:
     folder = message.get("folder") if isinstance(message, dict) else None
     if kind == NOTIFY and isinstance(message, dict):
         return await deliver(svc, message)
+    run_id = message.get("run_id") if isinstance(message, dict) else None
+    if kind == DEPLOY and is_run_id(run_id):
+        return await asyncio.to_thread(_deploy, svc, str(run_id))
     if kind in ("settle", "source") and isinstance(folder, str) and folder.endswith("/") and len(folder) <= 1024:
         with span(f"ingest.{kind}", folder=folder):
             ingestor = svc.ingestor
@@ -143,6 +148,21 @@ async def on_work(text: str, svc: Services | None = None) -> str:
         return result.outcome
     log.warning("work queue: malformed message dropped: %.200s", text)
     return "ignored"
+
+
+def _deploy(svc: Services, run_id: str) -> str:
+    """Move a deploying run on (evaluation chunks included); a message for a run that is gone or has
+    moved on is acknowledged: the record is the truth."""
+    from shared.lifecycle import deployment
+    from shared.runs import RunState
+
+    run = svc.runs.get(run_id)
+    if run is None or run.state not in (RunState.REGISTERED, RunState.DEPLOYING):
+        return "ignored"
+    with span("lifecycle.deploy", run_id=run_id):
+        after = deployment.start(svc, run, evaluate=True)
+        annotate(outcome=after.state.value)
+    return after.state.value
 
 
 def on_idle_timer(svc: Services | None = None) -> list[str]:

@@ -8,7 +8,7 @@ Azure ML SDK client, and an ingest never builds the scoring path. Tests hand in 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from shared.connections import AzureML, Connections
@@ -130,6 +130,21 @@ class Services:
             return head.split(b"\n", 1)[0] or None
 
         return first_row
+
+    @once
+    def read_test_split(self) -> Callable[[str], Iterator[bytes]]:
+        """Reads a prepared test split line by line (streamed: a split is read once per evaluation)."""
+        output = self.container(self.settings.output_container)
+
+        def lines(path: str) -> Iterator[bytes]:
+            rest = b""
+            for chunk in output.download_blob(path).chunks():
+                *complete, rest = (rest + chunk).split(b"\n")
+                yield from complete
+            if rest:
+                yield rest
+
+        return lines
 
     # ------------------------------------------------------------------------------ Azure ML
 

@@ -194,6 +194,43 @@ class Settings:
         secret=True,
     )
 
+    # Evaluation and the quality gate: a candidate is scored on the run's test split beside what serves
+    eval_max_rows: int = _s(
+        "TUNEFLOW_EVAL_MAX_ROWS", "Test-split examples a candidate is evaluated on (a seeded sample).", 200
+    )
+    eval_concurrency: int = _s(
+        "TUNEFLOW_EVAL_CONCURRENCY", "Evaluation scoring calls in flight at once, per deployment.", 4
+    )
+    eval_chunk_seconds: float = _s(
+        "TUNEFLOW_EVAL_CHUNK_SECONDS",
+        "Longest one evaluation chunk scores before it saves and hands on (below every function timeout).",
+        20.0,
+    )
+    eval_max_new_tokens: int = _s(
+        "TUNEFLOW_EVAL_MAX_NEW_TOKENS", "Longest answer generated per evaluation example, in tokens.", 64
+    )
+    gate_enabled: bool = _s(
+        "TUNEFLOW_GATE_ENABLED", "Evaluate and gate candidates before they take traffic (false: smoke test only).",
+        True,
+    )
+    gate_metric: Literal["token_f1", "exact_match", "rouge_l"] = _s(
+        "TUNEFLOW_GATE_METRIC", "Metric the gate compares: `token_f1`, `exact_match` or `rouge_l`.", "token_f1"
+    )
+    gate_min_delta: float = _s(
+        "TUNEFLOW_GATE_MIN_DELTA",
+        "The candidate's metric must be at least the serving deployment's plus this (0: not worse).",
+        0.0,
+    )
+    gate_max_error_rate: float = _s(
+        "TUNEFLOW_GATE_MAX_ERROR_RATE", "Largest share of evaluation calls a candidate may fail.", 0.02
+    )
+    gate_min_score: float = _s(
+        "TUNEFLOW_GATE_MIN_SCORE", "The metric a first deployment (nothing serving yet) must reach.", 0.0
+    )
+    gate_locked: bool = _s(
+        "TUNEFLOW_GATE_LOCKED", "A manifest's `gate` may only make the gate stricter, never looser.", False
+    )
+
     # HTTP API and scoring
     max_request_kb: int = _s(
         "TUNEFLOW_MAX_REQUEST_KB", "Largest scoring request body accepted, in KiB (larger: 413).", 1024
@@ -303,6 +340,9 @@ class Settings:
         for env, value, lo, hi in (
             ("TUNEFLOW_MAX_DROP_FRACTION", self.max_drop_fraction, 0.0, 1.0),
             ("TUNEFLOW_TEST_FRACTION", self.test_fraction, 0.0, 0.5),
+            ("TUNEFLOW_GATE_MAX_ERROR_RATE", self.gate_max_error_rate, 0.0, 1.0),
+            ("TUNEFLOW_GATE_MIN_SCORE", self.gate_min_score, 0.0, 1.0),
+            ("TUNEFLOW_GATE_MIN_DELTA", self.gate_min_delta, -1.0, 1.0),
         ):
             if not lo <= value <= hi:
                 problems.append(f"{env}: expected a number between {lo} and {hi} (got {value})")
@@ -318,6 +358,9 @@ class Settings:
             ("TUNEFLOW_WEBHOOK_ATTEMPTS", self.webhook_attempts),
             ("TUNEFLOW_MAX_NODES", self.max_nodes),
             ("TUNEFLOW_MAX_INSTANCES", self.max_instances),
+            ("TUNEFLOW_EVAL_MAX_ROWS", self.eval_max_rows),
+            ("TUNEFLOW_EVAL_CONCURRENCY", self.eval_concurrency),
+            ("TUNEFLOW_EVAL_MAX_NEW_TOKENS", self.eval_max_new_tokens),
         ):
             if number < 1:
                 problems.append(f"{env}: expected a positive integer (got {number})")
@@ -343,6 +386,8 @@ class Settings:
                 )
         if self.score_queue == self.work_queue:
             problems.append("TUNEFLOW_SCORE_QUEUE and TUNEFLOW_WORK_QUEUE must differ")
+        if not 1 <= self.eval_chunk_seconds <= 600:
+            problems.append(f"TUNEFLOW_EVAL_CHUNK_SECONDS: expected 1 to 600 seconds (got {self.eval_chunk_seconds:g})")
         if self.webhook_backoff_s <= 0:
             problems.append(f"TUNEFLOW_WEBHOOK_BACKOFF_S: expected a positive number (got {self.webhook_backoff_s:g})")
         if not _ENDPOINT_NAME.fullmatch(self.endpoint) or not 3 <= len(self.endpoint) <= 32:

@@ -19,7 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shared.azureml import tags
@@ -134,6 +134,12 @@ class DeploymentSpec:
                 "scaleSettings": {"scaleType": "Default"},
             },
         }
+
+
+@dataclass(frozen=True)
+class ScoringTarget:
+    uri: str
+    key: str = field(repr=False)
 
 
 class ControlPlane:
@@ -267,11 +273,9 @@ class ControlPlane:
         """The ARM id of a workspace model version (what a deployment's ``model`` names)."""
         return f"{self._target().workspace_path}/models/{name}/versions/{version}"
 
-    def invoke(self, endpoint: str, deployment: str, body: bytes, timeout: float) -> bytes:
-        """Score one request through ``deployment`` alone (the lifecycle's smoke test; the HTTP API's
-        scoring has its own path, ``shared.scoring``). Raises on anything but a 200."""
-        import httpx
-
+    def scoring_target(self, endpoint: str) -> ScoringTarget:
+        """The endpoint's scoring URI and a credential for it (its key, an Entra token or its own token),
+        read once for any number of ``invoke_at`` calls."""
         doc = self.endpoint(endpoint)
         if doc is None:
             raise ResourceNotFound(f"endpoint {endpoint} does not exist")
@@ -283,9 +287,16 @@ class ControlPlane:
             key = self.bearer(ML_SCOPE)[0]
         else:
             key = str(self.token(endpoint).get("accessToken") or "")
+        return ScoringTarget(str(props.get("scoringUri") or ""), key)
+
+    def invoke_at(self, target: ScoringTarget, deployment: str, body: bytes, timeout: float) -> bytes:
+        """Score one request through ``deployment`` alone (the lifecycle's smoke test and evaluation; the
+        HTTP API's scoring has its own path, ``shared.scoring``). Raises on anything but a 200."""
+        import httpx
+
         try:
-            response = self._http().post(str(props.get("scoringUri") or ""), content=body, timeout=timeout, headers={
-                "Authorization": f"Bearer {key}", "Content-Type": "application/json",
+            response = self._http().post(target.uri, content=body, timeout=timeout, headers={
+                "Authorization": f"Bearer {target.key}", "Content-Type": "application/json",
                 "azureml-model-deployment": deployment})
         except httpx.HTTPError as exc:
             raise TransientError(f"scoring {deployment}: no answer ({type(exc).__name__})") from None
@@ -293,6 +304,9 @@ class ControlPlane:
             raise AzureMLError(f"scoring {deployment}: answered {response.status_code}: {response.text[:200]}",
                                status=response.status_code)
         return response.content
+
+    def invoke(self, endpoint: str, deployment: str, body: bytes, timeout: float) -> bytes:
+        return self.invoke_at(self.scoring_target(endpoint), deployment, body, timeout)
 
     # ------------------------------------------------------------------------------------ writes
 

@@ -1,7 +1,10 @@
 """Blue/green deployment of a registered model onto the stable endpoint.
 
 The new deployment is created with 0% traffic; once it is Succeeded a smoke test scores a sample of
-the run's test split through it (``azureml-model-deployment``), traffic moves to it in one update,
+the run's test split through it (``azureml-model-deployment``). With the gate on (the default) it is
+then evaluated on the run's test split beside the deployment that serves (``shared.evaluation``), in
+chunks run from the work queue or the reconciler, never from an Event Grid delivery; a candidate the
+gate refuses is deleted and its run ends GATED. Traffic moves to a promoted candidate in one update,
 and only then are the previous deployments deleted. A failure at any point deletes the new
 deployment and leaves the previous one serving everything.
 
@@ -13,6 +16,7 @@ and otherwise left for the next call — a function never outlives its timeout.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -35,12 +39,15 @@ SUCCEEDED, FAILED = "succeeded", "failed"
 MAX_STEPS = 8  # progress() keeps going while each step completes within the wait budget
 WAIT_S = 30.0  # the longest one step waits on a long-running operation; the rest is the reconciler's
 SMOKE_TIMEOUT_S = 60.0
+DEPLOY = "deploy"  # the work queue's message kind that moves a deploying run on (its evaluation chunks)
 
 
-def start(ctx: Services, run: Run) -> Run:
+def start(ctx: Services, run: Run, evaluate: bool = False) -> Run:
     """REGISTERED → DEPLOYING (after checking the instance type and quota), then make what progress we can.
 
-    A run whose manifest says ``"deploy": "never"`` stays REGISTERED: the model is the product."""
+    A run whose manifest says ``"deploy": "never"`` stays REGISTERED: the model is the product.
+    ``evaluate``: this caller may spend an evaluation chunk (the work queue, the reconciler); else a
+    work message asks for it."""
     if run.state == RunState.REGISTERED and run.model and run.deploy != "never":
         s = settings_for(ctx.settings, run.config)
         problem = instance_type_problem(ctx, s) or quota_problem(ctx, s)
@@ -51,7 +58,7 @@ def start(ctx: Services, run: Run) -> Run:
         run = ctx.runs.advance(run.run_id, RunState.DEPLOYING, endpoint=s.endpoint,
                                deployment=deployment_name_for(name, version))
     if run.state == RunState.DEPLOYING:
-        return progress(ctx, run)
+        return progress(ctx, run, evaluate)
     return run
 
 
@@ -73,19 +80,19 @@ def quota_problem(ctx: Services, s: Settings) -> str | None:
     return f"not deployed: the deployment {short}" if short else None
 
 
-def progress(ctx: Services, run: Run) -> Run:
+def progress(ctx: Services, run: Run, evaluate: bool = False) -> Run:
     for _ in range(MAX_STEPS):
         if run.state != RunState.DEPLOYING:
             return run
         with span("deploy", run_id=run.run_id, endpoint=run.endpoint, deployment=run.deployment):
-            advanced, run = _step(ctx, run)
+            advanced, run = _step(ctx, run, evaluate)
             annotate(outcome=run.state.value)
         if not advanced:
             return run
     return run
 
 
-def _step(ctx: Services, run: Run) -> tuple[bool, Run]:
+def _step(ctx: Services, run: Run, evaluate: bool) -> tuple[bool, Run]:
     """One step towards DEPLOYED; (True, run) when it is worth trying the next one right away."""
     control = ctx.control
     endpoint_name, deployment_name = str(run.endpoint), str(run.deployment)
@@ -105,14 +112,86 @@ def _step(ctx: Services, run: Run) -> tuple[bool, Run]:
     if provisioning_state(deployment) != SUCCEEDED:
         return False, run
     if traffic_of(endpoint).get(deployment_name, 0) != 100:
-        reason = smoke_test(ctx, run)
-        if reason:
-            return False, _failed(ctx, run, f"smoke test failed: {reason}")
+        if not _promoted(run):
+            return _judge(ctx, run, endpoint, evaluate)
         operation = control.set_traffic(endpoint, {deployment_name: 100})
         log.info("run %s: traffic on %s → %s", run.run_id, endpoint_name, deployment_name)
         return _wait(ctx, operation), run
     _retire_previous(ctx, run, endpoint_name, deployment_name)
     return False, ctx.runs.advance(run.run_id, RunState.DEPLOYED, note=f"{deployment_name} takes 100%")
+
+
+def _promoted(run: Run) -> bool:
+    return bool(run.evaluation and run.evaluation.get("verdict", {}).get("promote"))
+
+
+def serving_deployment(endpoint: Mapping[str, Any], candidate: str) -> str | None:
+    """The deployment taking most of the endpoint's traffic, other than ``candidate``."""
+    others = [(weight, name) for name, weight in traffic_of(endpoint).items() if name != candidate and weight > 0]
+    return max(others)[1] if others else None
+
+
+def _judge(ctx: Services, run: Run, endpoint: Mapping[str, Any], evaluate: bool) -> tuple[bool, Run]:
+    """Smoke test, then (gate on) one evaluation chunk; (True, run) once the candidate is promoted."""
+    from shared.evaluation import runner
+
+    s = settings_for(ctx.settings, run.config)
+    if not s.gate_enabled or runner.Evaluation(ctx.records, run.run_id).read()[0] is None:
+        reason = smoke_test(ctx, run)  # once: a deployment that cannot answer at all is not worth evaluating
+        if reason:
+            return False, _failed(ctx, run, f"smoke test failed: {reason}")
+    if not s.gate_enabled:
+        return True, ctx.runs.update(run.run_id, lambda r: _set_evaluation(r, {"verdict": {
+            "promote": True, "rule": "disabled", "reason": "the gate is off: smoke test only"}}))
+    serving = serving_deployment(endpoint, str(run.deployment))
+    if not evaluate:  # an Event Grid delivery: the report is started, its chunks run from the work queue
+        runner.begin(ctx, run, s, serving)
+        ctx.work.send_json({"kind": DEPLOY, "run_id": run.run_id})
+        return False, run
+    report = runner.advance(ctx, run, s, serving)
+    if report is None:
+        ctx.work.send_json({"kind": DEPLOY, "run_id": run.run_id})  # the next chunk
+        return False, run
+    summary = evaluation_summary(s, report)
+    if summary["verdict"]["promote"]:
+        log.info("run %s: promoted: %s", run.run_id, summary["verdict"]["reason"])
+        return True, ctx.runs.update(run.run_id, lambda r: _set_evaluation(r, summary))
+    return False, _gated(ctx, run, summary)
+
+
+def evaluation_summary(s: Settings, report: dict[str, Any]) -> dict[str, Any]:
+    """What the run record keeps of its evaluation: the scores, the verdict and a few answers."""
+    from shared.evaluation import decide, runner
+
+    scores = runner.scores_of(report)
+    verdict = decide(s, scores[runner.CANDIDATE], scores.get(runner.SERVING))
+    outcomes = report["outcomes"]
+    samples = []
+    for example in report["examples"][:3]:
+        key = str(example["index"])
+        samples.append({"prompt": example["prompt"][-1]["content"][:300], "reference": example["reference"][:300],
+                        **{role: (done.get(key) or {}).get("answer") for role, done in outcomes.items()}})
+    return {"report": runner.report_key(report["run_id"]), "examples": len(report["examples"]),
+            "deployments": report["deployments"], "scores": report["scores"], "verdict": verdict.to_dict(),
+            "samples": samples, "finished_at": report.get("finished_at")}
+
+
+def _set_evaluation(run: Run, summary: dict[str, Any]) -> bool:
+    if run.evaluation == summary:
+        return False
+    run.evaluation = summary
+    return True
+
+
+def _gated(ctx: Services, run: Run, summary: dict[str, Any]) -> Run:
+    """Not promoted: the candidate goes; what serves keeps all of its traffic (it never lost any)."""
+    try:
+        ctx.control.delete_deployment(str(run.endpoint), str(run.deployment))
+    except Exception as exc:  # best effort: it takes no traffic either way, and teardown finds it
+        log.warning("run %s: could not delete %s: %s", run.run_id, run.deployment, exc)
+    reason = str(summary["verdict"]["reason"])
+    log.warning("run %s: gated: %s", run.run_id, reason)
+    return ctx.runs.advance(run.run_id, RunState.GATED, note=reason, evaluation=summary, last_error=reason)
 
 
 def endpoint_tags(ctx: Services, run: Run) -> dict[str, str]:

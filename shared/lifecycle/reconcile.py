@@ -44,7 +44,7 @@ def reconcile_run(ctx: Services, run: Run, resubmit: Callable[[Run], object] | N
     if run.state == RunState.TRAINED:
         run = registration.register(ctx, run)
     if run.state in (RunState.REGISTERED, RunState.DEPLOYING):
-        run = deployment.start(ctx, run)
+        run = deployment.start(ctx, run, evaluate=True)
     return run
 
 

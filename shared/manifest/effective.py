@@ -20,6 +20,7 @@ RUN_FIELDS = (
     "registry", "base_model", "base_model_version", "pipeline_component", "pipeline_version", "compute",
     "serverless_instance_type", "num_nodes", "finetune_params", "model_name", "endpoint", "instance_type",
     "instance_count", "idle_teardown_minutes", "test_fraction", "validation_policy",
+    "eval_max_rows", "gate_enabled", "gate_metric", "gate_min_delta", "gate_max_error_rate", "gate_min_score",
 )
 
 
@@ -38,6 +39,8 @@ def run_config(settings: Settings, manifest: Manifest | None = None) -> dict[str
         "instance_type": m.deployment_instance_type,
         "instance_count": m.deployment_instance_count,
         "idle_teardown_minutes": m.idle_teardown_minutes,
+        "eval_max_rows": m.eval_max_rows,
+        **{f"gate_{key}": value for key, value in m.gate.items()},
     }
     config = {name: getattr(settings, name) for name in RUN_FIELDS}
     config.update({k: v for k, v in chosen.items() if v is not None})

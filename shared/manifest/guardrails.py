@@ -38,6 +38,24 @@ def guardrail_problems(manifest: Manifest, settings: Settings) -> list[str]:
     prefix = s.endpoint_prefix
     if m.endpoint is not None and prefix and not m.endpoint.startswith(prefix):
         problems.append(f"endpoint: {m.endpoint!r} does not start with {prefix!r} (TUNEFLOW_ENDPOINT_PREFIX)")
+    if s.gate_locked:
+        problems.extend(_looser_gate(m, s))
     if m.instance_type is not None and (m.compute or s.compute) != "serverless":
         problems.append("instance_type: only used with serverless compute (set \"compute\": \"serverless\")")
+    return problems
+
+
+def _looser_gate(m: Manifest, s: Settings) -> list[str]:
+    """With TUNEFLOW_GATE_LOCKED, a manifest may make the gate stricter, never looser."""
+    g, problems = m.gate, []
+    looser = {
+        "enabled": g.get("enabled") is False and s.gate_enabled,
+        "metric": "metric" in g and g["metric"] != s.gate_metric,
+        "min_delta": g.get("min_delta", s.gate_min_delta) < s.gate_min_delta,
+        "max_error_rate": g.get("max_error_rate", s.gate_max_error_rate) > s.gate_max_error_rate,
+        "min_score": g.get("min_score", s.gate_min_score) < s.gate_min_score,
+    }
+    for key, loosens in looser.items():
+        if loosens:
+            problems.append(f"gate.{key}: the gate may only be made stricter here (TUNEFLOW_GATE_LOCKED)")
     return problems

@@ -61,6 +61,8 @@ class Manifest:
     tags: Mapping[str, str] = field(default_factory=dict)
     notify_url: str | None = None
     source: SourceSpec | None = None
+    eval_max_rows: int | None = None
+    gate: Mapping[str, Any] = field(default_factory=dict)  # gate_* run fields by their manifest names
     keys: frozenset[str] = frozenset()
 
     @property
@@ -198,6 +200,34 @@ def _deployment(value: Any, path: str, problems: list[str]) -> dict[str, Any] | 
     })
 
 
+def _boolean(value: Any, path: str, problems: list[str]) -> bool | None:
+    if not isinstance(value, bool):
+        problems.append(f"{path}: expected true or false, got {_show(value)}")
+        return None
+    return value
+
+
+def _choice(*choices: str) -> Check:
+    def check(value: Any, path: str, problems: list[str]) -> str | None:
+        if value not in choices:
+            problems.append(f"{path}: expected one of {', '.join(repr(c) for c in choices)}, got {_show(value)}")
+            return None
+        return str(value)
+
+    return check
+
+
+def _eval(value: Any, path: str, problems: list[str]) -> dict[str, Any] | None:
+    return _object(value, path, problems, {"max_rows": _integer(1, 5000)})
+
+
+def _gate(value: Any, path: str, problems: list[str]) -> dict[str, Any] | None:
+    return _object(value, path, problems, {
+        "enabled": _boolean, "metric": _choice("token_f1", "exact_match", "rouge_l"),
+        "min_delta": _number(-1, 1), "max_error_rate": _number(0, 1), "min_score": _number(0, 1),
+    })
+
+
 def _source(value: Any, path: str, problems: list[str]) -> Any:
     from shared.sources import parse_source
 
@@ -226,6 +256,8 @@ KEYS: Mapping[str, Check] = {
     "tags": _tags,
     "notify_url": _url,
     "source": _source,
+    "eval": _eval,
+    "gate": _gate,
 }
 
 
@@ -306,5 +338,6 @@ def parse_manifest(text: bytes | str, where: str = MANIFEST_NAME) -> Manifest:
         deployment_instance_count=deployment.get("instance_count"), deploy=checked.get("deploy", "auto"),
         idle_teardown_minutes=checked.get("idle_teardown_minutes"), tags=checked.get("tags") or {},
         notify_url=checked.get("notify_url"), source=checked.get("source"),
+        eval_max_rows=(checked.get("eval") or {}).get("max_rows"), gate=checked.get("gate") or {},
         keys=frozenset(k for k in checked if k != "$schema"),
     )

@@ -54,6 +54,8 @@ class FakeOnlineEndpoints:
         self.fail_deployments = False
         self.traffic_updates_finish = True
         self.smoke_answer: Any = [{"0": "hello"}]
+        # (deployment, request body) → answer text, or an httpx.Response to send as is; None: smoke_answer
+        self.answer: Callable[[str, dict[str, Any]], str | httpx.Response] | None = None
         self._pending_put: dict[str, Any] | None = None
         self.jobs: set[str] = set()  # job names that exist (POST …/jobs/{name}/cancel answers 202 for them)
         self.canceled: list[str] = []
@@ -170,9 +172,13 @@ class FakeOnlineEndpoints:
         return httpx.Response(200, json=deployment)
 
     def _score(self, request: httpx.Request) -> httpx.Response:
-        self.invocations.append({"deployment": request.headers.get("azureml-model-deployment"),
-                                 "body": request.content.decode(), "auth": request.headers.get("authorization")})
-        return httpx.Response(200, json=self.smoke_answer)
+        deployment = request.headers.get("azureml-model-deployment")
+        self.invocations.append({"deployment": deployment, "body": request.content.decode(),
+                                 "auth": request.headers.get("authorization")})
+        if self.answer is None:
+            return httpx.Response(200, json=self.smoke_answer)
+        answer = self.answer(str(deployment), json.loads(request.content))
+        return answer if isinstance(answer, httpx.Response) else httpx.Response(200, json=[{"0": answer}])
 
     def _apply(self, body: dict[str, Any]) -> None:
         self.endpoints[body["name"]]["properties"]["traffic"] = dict(body["properties"]["traffic"])

@@ -3,67 +3,22 @@ tests cover the real SDK and REST paths)."""
 
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 
 import pytest
 
-from shared.events import Envelope, parse_model_registered, parse_run_event
 from shared.lifecycle.deployment import smoke_request
 from shared.lifecycle.model_events import on_model_registered
 from shared.lifecycle.names import deployment_name_for
 from shared.lifecycle.reconcile import reconcile
 from shared.lifecycle.registration import on_run_event
-from shared.records import MemoryRecordStore
-from shared.runs import Run, RunState, RunStore
-from shared.services import Services
-from shared.settings import Settings
-from tests.support.events import load_event
-from tests.support.fake_endpoints import FakeOnlineEndpoints, control_plane
-from tests.support.fake_registry import PHI3_TAGS
-from tests.support.fake_workspace import FakeWorkspace
-
-RUN_ID = "3f2a9c0d1e5b7a8c6d4e"
-SAMPLE = json.dumps({"messages": [{"role": "user", "content": "What is 2 plus 2?"},
-                                  {"role": "assistant", "content": "4"}]}).encode()
-
-
-SETTINGS = {"TUNEFLOW_STORAGE_CONNECTION": "x", "TUNEFLOW_EMULATOR_CONNECTION": "/x",
-            "TUNEFLOW_BASE_MODEL": "Phi-3-mini-4k-instruct"}  # the model the fake registry holds
-
-
-def services(fake: SimpleNamespace, **env: str) -> Services:
-    registry = SimpleNamespace(models=SimpleNamespace(get=lambda *a, **k: SimpleNamespace(tags=PHI3_TAGS)))
-    clients = SimpleNamespace(workspace=fake.workspace.ws, registry=registry, registry_for=lambda name: registry)
-    return Services(Settings.from_env({**SETTINGS, **env}), runs=RunStore(MemoryRecordStore()), ml=clients,
-                    control=control_plane(fake.arm), read_test_sample=lambda path: SAMPLE)
+from shared.runs import Run, RunState
+from tests.support.lifecycle import RUN_ID, deploy_ready, make_world, model_event, run_event, services, submitted
 
 
 @pytest.fixture
 def world():
-    """(services, fakes): ``fakes.workspace`` holds jobs and models (SDK), ``fakes.arm`` the endpoints (REST)."""
-    fake = SimpleNamespace(workspace=FakeWorkspace(), arm=FakeOnlineEndpoints())
-    fake.add_job = fake.workspace.add_job
-    return services(fake), fake
-
-
-def submitted(ctx, run_id: str = RUN_ID) -> Run:
-    run = Run(run_id=run_id, state=RunState.SUBMITTED, dataset="datasets/a.jsonl", sources=["a.jsonl"],
-              base_model="Phi-3-mini-4k-instruct", job_name=f"tuneflow-{run_id}", test_path="prepared/x/test.jsonl")
-    ctx.runs.create(run)
-    return run
-
-
-def run_event(name: str, **changes):
-    raw = load_event(name)
-    raw["data"].update(changes)
-    return parse_run_event(Envelope.from_dict(raw))
-
-
-def model_event(name: str, **changes):
-    raw = load_event(name)
-    raw["data"].update(changes)
-    return parse_model_registered(Envelope.from_dict(raw))
+    return make_world()
 
 
 def test_running_then_completed_registers_one_model_with_tags(world):
@@ -103,14 +58,6 @@ def test_child_steps_other_experiments_and_unknown_runs_change_nothing(world):
     assert on_run_event(ctx, run_event("run_completed_camel", runId="tuneflow-3f2a9c0d1e5b7a8c6d4f",
                                        runTags={})) == "ignored"
     assert ctx.runs.get(RUN_ID).state == RunState.SUBMITTED and fake.workspace.model_creates == 0
-
-
-def deploy_ready(ctx, fake, run_id: str = RUN_ID) -> Run:
-    submitted(ctx, run_id)
-    fake.add_job(f"tuneflow-{run_id}", "Completed")
-    on_run_event(ctx, run_event("run_completed_camel", runId=f"tuneflow-{run_id}",
-                                runTags={"tuneflow.run_id": run_id}))
-    return ctx.runs.get(run_id)
 
 
 def test_model_registered_deploys_blue_green(world):
