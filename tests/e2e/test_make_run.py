@@ -30,8 +30,11 @@ def test_make_run_fast_reaches_deployed_scores_and_tears_down():
     code = proc.wait(timeout=600)
     out = "".join(lines)
     assert code == 0, out[-4000:]
-    assert re.search(r"DEPLOYED\s+smoke test passed", out), out[-3000:]
-    assert "fine-tuned:" in out and "exact answers: base" in out
+    assert re.search(r"DEPLOYED\s+evaluated and promoted by the gate; \S+ takes 100%", out), out[-3000:]
+    table = re.search(r"evaluation on the dataset's own held-out split \((\d+) examples", out)
+    assert table and int(table.group(1)) > 0, out[-3000:]
+    assert re.search(r"^  candidate \(\S+\)\s+[01]\.\d{3}\s+[01]\.\d{3}", out, re.M), out[-3000:]
+    assert re.search(r"^  base \(", out, re.M) and "gate: promoted:" in out and "reference:" in out
     assert re.search(r"teardown requested: DELETE /api/endpoints/\S+ → 202", out), out[-3000:]
     assert "is TORN_DOWN" in out and "all processes stopped" in out
     assert "emulator" in names and "devhost" in names and "azurite" in names, names

@@ -1,0 +1,204 @@
+"""Judge before serving, end to end through Azurite + the emulator + devhost (real training, real scoring).
+
+A weakly trained first model serves; a better-trained second one is evaluated against it on its own
+test split and promoted, with its report; a poisoned third (answers shuffled between its training
+examples, a clean test split) ends GATED while the second keeps 100% of the traffic and every scoring
+call made meanwhile succeeds; an evaluation interrupted by the host going down resumes and finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from cli.demo_dataset import generate
+from devstack.stack import LocalStack, start_stack
+from shared.evaluation.runner import report_key
+from shared.records import BlobRecordStore
+from shared.runs import SETTLED, Run, RunState, RunStore
+from tests.e2e.conftest import FAST_FINETUNE, run_for, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+ENDPOINT = "gate-chat"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    work: Path = tmp_path_factory.mktemp("gate")
+    settings = {"TUNEFLOW_FINETUNE_PARAMS": FAST_FINETUNE, "TUNEFLOW_TEST_FRACTION": "0.1",
+                "TUNEFLOW_SETTLE_SECONDS": "2", "TUNEFLOW_ENDPOINT": ENDPOINT, "TUNEFLOW_EVAL_MAX_ROWS": "24",
+                "TUNEFLOW_EVAL_CHUNK_SECONDS": "3", "TUNEFLOW_EVAL_MAX_NEW_TOKENS": "24",
+                "TUNEFLOW_EVAL_CONCURRENCY": "2"}
+    with start_stack(work / "stack", settings) as s:
+        yield s
+        print(s.devhost.log_text()[-6000:])
+
+
+@pytest.fixture(scope="module")
+def store(stack: LocalStack) -> BlobRecordStore:
+    blobs = BlobServiceClient.from_connection_string(stack.azurite.connection_string)
+    return BlobRecordStore(blobs.get_container_client("tuneflow"))
+
+
+@pytest.fixture(scope="module")
+def runs(store: BlobRecordStore) -> RunStore:
+    return RunStore(store)
+
+
+def jsonl(rows: list[dict[str, Any]]) -> bytes:
+    return b"".join(orjson.dumps(r) + b"\n" for r in rows)
+
+
+def poisoned(rows: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """The same questions with their answers shuffled between examples: fluent, and wrong."""
+    answers = [r["messages"][-1]["content"] for r in rows]
+    random.Random(seed).shuffle(answers)
+    out = []
+    for r, answer in zip(rows, answers, strict=True):
+        messages = [*r["messages"][:-1], {"role": "assistant", "content": answer}]
+        out.append({**r, "messages": messages})
+    return out
+
+
+def drop(stack: LocalStack, folder: str, manifest: dict[str, Any], files: dict[str, bytes]) -> None:
+    blobs = BlobServiceClient.from_connection_string(stack.azurite.connection_string)
+    container = blobs.get_container_client(stack.settings["TUNEFLOW_DROP_CONTAINER"])
+    container.upload_blob(f"{folder}/tuneflow.json", json.dumps(manifest).encode(), overwrite=True)
+    for name, data in files.items():
+        container.upload_blob(f"{folder}/{name}", data, overwrite=True)
+
+
+def settled(runs: RunStore, folder: str) -> Run:
+    return wait_for(run_for(runs, f"datasets/{folder}/", set(SETTLED)), 900, f"the {folder} run to settle")
+
+
+def traffic(stack: LocalStack) -> dict[str, int]:
+    """The endpoint's traffic split, deployments at 0% left out (a deleted candidate's share until it is gone)."""
+    split = stack.emulator.ml_client().online_endpoints.get(ENDPOINT).traffic or {}
+    return {name: int(share) for name, share in split.items() if int(share) > 0}
+
+
+def api(stack: LocalStack, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    return httpx.request(method, f"{stack.api}{path}", headers={"x-functions-key": stack.devhost.function_key},
+                         timeout=120, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def weak(stack: LocalStack, runs: RunStore) -> Run:
+    drop(stack, "weak", {"train": "train.jsonl", "finetune": {"max_steps": 2}},
+         {"train.jsonl": jsonl(list(generate(150, seed=1)))})
+    run = settled(runs, "weak")
+    assert run.state == RunState.DEPLOYED, f"{run.state}: {run.last_error}"
+    return run
+
+
+@pytest.fixture(scope="module")
+def better(stack: LocalStack, runs: RunStore, store: BlobRecordStore, weak: Run,
+           tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The better run, with what was seen while it evaluated: the host went down mid-evaluation."""
+    from devhost.process import start_devhost
+
+    # Every scoring call takes a second (both deployments alike): the evaluation spans several 3-s chunks
+    stack.admin("POST", "/faults", {"bad_answers": {"*": {"latency_ms": 1000}}})
+    drop(stack, "better", {"train": "train.jsonl"}, {"train.jsonl": jsonl(list(generate(200, seed=2)))})
+    partial: dict[str, Any] = {}
+
+    def mid_evaluation() -> Run | None:
+        run = run_for(runs, "datasets/better/", {RunState.DEPLOYING})()
+        record = store.read(report_key(run.run_id)) if run else None
+        report = orjson.loads(record.data) if record else None
+        if report and len(report["outcomes"]["candidate"]) > 0 and "scores" not in report:
+            partial.update(report)
+            return run
+        return None
+
+    try:
+        wait_for(mid_evaluation, 900, "the better run's evaluation to be under way")
+    finally:
+        stack.admin("POST", "/faults", {"bad_answers": None})
+    port = int(stack.devhost.url.rsplit(":", 1)[1])
+    keys = tmp_path_factory.mktemp("host-keys") / "keys.json"  # the host's keys outlive it, as in Azure
+    keys.write_bytes(stack.devhost.keys_path.read_bytes())
+    stack.devhost.stop()  # mid-chunk: whatever that chunk scored is lost; what earlier chunks saved is not
+    time.sleep(2)
+    stack.devhost = start_devhost("function_app:app", port=port, settings=stack.settings, keys=keys, timeout=60)
+    return {"run": settled(runs, "better"), "partial": partial}
+
+
+def test_a_better_candidate_is_promoted_with_its_evaluation_report(stack, runs, store, weak, better):
+    run: Run = better["run"]
+    assert run.state == RunState.DEPLOYED, f"{run.state}: {run.last_error}"
+    evaluation = run.evaluation or {}
+    scores = evaluation["scores"]
+    assert evaluation["deployments"] == {"candidate": run.deployment, "serving": weak.deployment}
+    assert evaluation["verdict"]["promote"] and evaluation["verdict"]["metric"] == "token_f1"
+    assert scores["candidate"]["token_f1"] > scores["serving"]["token_f1"], scores
+    assert scores["candidate"]["examples"] == scores["serving"]["examples"] == evaluation["examples"] > 5
+    assert scores["candidate"]["error_rate"] == 0.0 and scores["candidate"]["latency_p95_ms"] > 0
+    assert runs.get(weak.run_id).state == RunState.RETIRED and traffic(stack) == {run.deployment: 100}
+    report = orjson.loads(store.read(report_key(run.run_id)).data)
+    assert report["scores"] == scores and len(report["outcomes"]["serving"]) == evaluation["examples"]
+    shown = api(stack, "GET", f"/runs/{run.run_id}").json()
+    assert shown["evaluation"]["verdict"] == evaluation["verdict"]
+    events = [r["event"] for r in stack.admin("GET", "/topic/events")["value"]]
+    deployed = [e for e in events if e.get("type") == "tuneflow.run.deployed" and e["subject"] == f"runs/{run.run_id}"]
+    assert deployed and deployed[-1]["data"]["evaluation"]["scores"] == scores
+
+
+def test_an_interrupted_evaluation_resumes_and_keeps_what_was_saved(better):
+    partial, run = better["partial"], better["run"]
+    report_outcomes = run.evaluation["examples"]
+    saved = partial["outcomes"]["candidate"]
+    assert 0 < len(saved) < report_outcomes  # the host went down with the evaluation part done
+    assert run.state == RunState.DEPLOYED
+
+
+def test_a_poisoned_dataset_is_gated_and_the_serving_model_never_misses_a_call(stack, runs, better):
+    serving: Run = better["run"]
+    assert serving.state == RunState.DEPLOYED
+    rows = list(generate(200, seed=3))
+    failures: list[str] = []
+    served = [0]
+    stop = threading.Event()
+
+    def keep_scoring() -> None:
+        while not stop.is_set():
+            response = api(stack, "POST", "/v1/chat/completions", json={
+                "model": ENDPOINT, "max_tokens": 16,
+                "messages": [{"role": "user", "content": "What is the capital of France?"}]})
+            served[0] += 1
+            if response.status_code != 200:
+                failures.append(f"{response.status_code} {response.text[:200]}")
+            time.sleep(0.1)
+
+    scorer = threading.Thread(target=keep_scoring)
+    scorer.start()
+    try:
+        drop(stack, "poisoned", {"train": "train.jsonl", "test": "test.jsonl"},
+             {"train.jsonl": jsonl(poisoned(rows[:170], seed=3)), "test.jsonl": jsonl(rows[170:])})
+        gated = settled(runs, "poisoned")
+    finally:
+        stop.set()
+        scorer.join()
+    assert gated.state == RunState.GATED, f"{gated.state}: {gated.last_error}"
+    verdict = (gated.evaluation or {})["verdict"]
+    assert verdict["rule"] == "min_delta" and verdict["candidate"] < verdict["serving"]
+    assert "below the serving deployment's" in str(gated.history[-1].note)
+    assert traffic(stack) == {serving.deployment: 100}
+    assert served[0] > 10 and failures == []
+    ml = stack.emulator.ml_client()
+    deadline = time.monotonic() + 60  # the candidate's deletion is asynchronous
+    while [d.name for d in ml.online_deployments.list(ENDPOINT)] != [serving.deployment]:
+        assert time.monotonic() < deadline, "the gated candidate was not deleted"
+        time.sleep(1)
+    assert runs.get(serving.run_id).state == RunState.DEPLOYED
