@@ -30,7 +30,7 @@ def _settled() -> frozenset[RunState]:
     return SETTLED
 
 
-UNSUCCESSFUL = frozenset({"REJECTED", "FAILED", "DEPLOY_FAILED", "GATED", "CANCELED"})
+UNSUCCESSFUL = frozenset({"REJECTED", "FAILED", "DEPLOY_FAILED", "GATED", "ROLLED_BACK", "CANCELED"})
 _CLEAR = "\x1b[H\x1b[2J"
 _sleep = time.sleep  # --watch's pause (tests replace it)
 
@@ -42,10 +42,10 @@ it was entered and the time spent in it. Runs are read from the output container
 TUNEFLOW_STORAGE_ACCOUNT_URL with your Azure login).
 
 --watch follows live until the run reaches a terminal state (REJECTED, FAILED, DEPLOYED,
-DEPLOY_FAILED, GATED, RETIRED, TORN_DOWN, CANCELED), or until Ctrl-C (without RUN: until Ctrl-C).
+DEPLOY_FAILED, GATED, ROLLED_BACK, RETIRED, TORN_DOWN, CANCELED), or until Ctrl-C (without RUN: until Ctrl-C).
 
 Exit codes: 0 shown (--watch: ended DEPLOYED, RETIRED or TORN_DOWN), 1 no such run (--watch: ended
-REJECTED, FAILED, DEPLOY_FAILED, GATED or CANCELED), 2 usage or storage error, 130 interrupted.
+REJECTED, FAILED, DEPLOY_FAILED, GATED, ROLLED_BACK or CANCELED), 2 usage or storage error, 130 interrupted.
 
 Examples:
   python -m cli status

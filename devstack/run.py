@@ -3,8 +3,9 @@
 Starts Azurite, the Azure ML emulator and devhost (hosting function_app), uploads a dataset (the
 built-in demo by default) to the drop container, follows the run live — validation, training loss,
 registration, deployment and traffic switch — then prints a summary: the timeline, the validation
-headline, the base and fine-tuned models side by side on held-out questions, answers scored through
-`POST /api/score`, and finally tears the endpoint down through `DELETE /api/endpoints/{name}` (unless
+headline, the evaluation on the dataset's own held-out split (the candidate, what served before it and
+the base model: exact match, token F1, ROUGE-L, errors, latency) with the gate's verdict and a few
+answers from that split, and finally tears the endpoint down through `DELETE /api/endpoints/{name}` (unless
 --keep) and stops every process it started (Ctrl-C included).
 
     python -m devstack.run [--dataset PATH] [--keep] [--rows N] [--fast]
@@ -28,7 +29,7 @@ import httpx
 
 from devstack.stack import LOCAL_BASE_MODEL, LocalStack, start_stack
 
-TERMINAL = {"REJECTED", "FAILED", "DEPLOYED", "DEPLOY_FAILED", "GATED", "CANCELED"}
+TERMINAL = {"REJECTED", "FAILED", "DEPLOYED", "DEPLOY_FAILED", "GATED", "ROLLED_BACK", "CANCELED"}
 FINETUNE = {"num_train_epochs": 2, "learning_rate": 0.003, "per_device_train_batch_size": 8}
 FAST_FINETUNE = {"num_train_epochs": 1, "max_steps": 20, "learning_rate": 0.003, "per_device_train_batch_size": 8}
 
@@ -111,7 +112,8 @@ def follow(stack: LocalStack, blob_name: str, console: Console, timeout: float) 
             if run["state"] == "RUNNING" and run.get("job_name"):
                 console.tick(training_status(stack, run["job_name"]))
             elif run["state"] == "DEPLOYING":
-                console.tick(f"deploying {run.get('deployment')} to {run.get('endpoint')}: waiting for it to be ready")
+                console.tick(f"deploying {run.get('deployment')} to {run.get('endpoint')}: provisioning, then "
+                             "evaluating it on the held-out split")
             else:
                 console.tick(f"{run['state'].lower()}…")
         else:
@@ -130,12 +132,17 @@ def describe(transition: dict[str, Any], run: dict[str, Any]) -> str:
         "TRAINED": "the job completed",
         "REGISTERED": f"registered model {run.get('model')}",
         "DEPLOYING": f"blue/green: deployment {run.get('deployment')} created at 0% traffic",
-        "DEPLOYED": f"smoke test passed; {run.get('deployment')} takes 100% of {run.get('endpoint')}",
+        "DEPLOYED": f"{promoted(run)}; {run.get('deployment')} takes 100% of {run.get('endpoint')}",
         "FAILED": f"failed: {run.get('last_error')}",
         "DEPLOY_FAILED": f"deployment failed: {run.get('last_error')}",
         "GATED": f"not promoted: {transition.get('note')}",
     }.get(state, transition.get("note") or "")
     return f"{state:<13} {detail}"
+
+
+def promoted(run: dict[str, Any]) -> str:
+    verdict = (run.get("evaluation") or {}).get("verdict") or {}
+    return "smoke test passed" if verdict.get("rule") in (None, "disabled") else "evaluated and promoted by the gate"
 
 
 def training_status(stack: LocalStack, job: str) -> str:
@@ -165,8 +172,9 @@ def timeline(run: dict[str, Any]) -> list[str]:
     return lines
 
 
-def base_answers(questions: list[str]) -> list[str]:
-    """The base model's answers, generated locally from the emulator's cached base weights."""
+def base_answers(prompts: list[list[dict[str, str]]], max_new_tokens: int) -> list[tuple[str, float]]:
+    """The base model's answers and their latencies (ms), generated locally from the emulator's cached base
+    weights, greedy as the evaluation's calls are."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -177,36 +185,72 @@ def base_answers(questions: list[str]) -> list[str]:
     tokenizer: Any = AutoTokenizer.from_pretrained(folder)
     model: Any = AutoModelForCausalLM.from_pretrained(folder)
     answers = []
-    for question in questions:
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
-                                            return_tensors="pt", return_dict=True)["input_ids"]
+    for prompt in prompts:
+        started = time.perf_counter()
+        ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt",
+                                            return_dict=True)["input_ids"]
         with torch.no_grad():
-            out = model.generate(ids, max_new_tokens=24, do_sample=False, pad_token_id=tokenizer.eos_token_id)
-        answers.append(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip())
+            out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.eos_token_id)
+        text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+        answers.append((text, (time.perf_counter() - started) * 1000))
     return answers
 
 
-def compare(stack: LocalStack, console: Console, endpoint: str) -> None:
-    from cli.demo_dataset import heldout_questions
+def read_report(stack: LocalStack, path: str) -> dict[str, Any]:
+    from azure.storage.blob import BlobServiceClient
 
-    questions = heldout_questions()[:4]
-    prompts = [q["prompt"] for q in questions]
-    tuned = []
-    for prompt in prompts:  # by model name: the run's endpoint may be one its manifest chose
-        response = api(stack, "POST", "/v1/chat/completions", json={
-            "model": endpoint, "messages": [{"role": "user", "content": prompt}], "max_tokens": 24})
-        response.raise_for_status()
-        tuned.append(str(response.json()["choices"][0]["message"]["content"]).strip())
-    base = base_answers(prompts)
-    console.say("held-out questions (never in the training data), base vs fine-tuned:")
-    right = {"base": 0, "fine-tuned": 0}
-    for q, b, t in zip(questions, base, tuned, strict=True):
-        expected = q["expected"].rstrip(".").lower()
-        right["base"] += expected in b.lower()
-        right["fine-tuned"] += expected in t.lower()
-        print(f"  Q: {q['prompt']}\n     base:       {b[:80]!r}\n     fine-tuned: {t[:80]!r}")
-    console.say(f"exact answers: base {right['base']}/{len(questions)}, "
-                f"fine-tuned {right['fine-tuned']}/{len(questions)}")
+    blobs = BlobServiceClient.from_connection_string(stack.azurite.connection_string)
+    data: dict[str, Any] = json.loads(blobs.get_blob_client(
+        stack.settings.get("TUNEFLOW_OUTPUT_CONTAINER", "tuneflow"), path).download_blob().readall())
+    return data
+
+
+COLUMNS = ("exact_match", "token_f1", "rouge_l", "length_ratio", "error_rate", "latency_p50_ms", "latency_p95_ms")
+
+
+def evaluation_table(scores: dict[str, dict[str, Any]], names: dict[str, str]) -> list[str]:
+    """One row per deployment: the quality metrics, the answer length against the reference, errors, latency."""
+    lines = [f"  {'':<40} {'exact':>6} {'tok F1':>6} {'ROUGE-L':>7} {'length':>6} {'errors':>6} "
+             f"{'p50 ms':>7} {'p95 ms':>7}"]
+    for role, row in scores.items():
+        label = f"{role} ({names[role]})" if names.get(role) else role
+        lines.append(f"  {label[:40]:<40} {row['exact_match']:>6.3f} {row['token_f1']:>6.3f} {row['rouge_l']:>7.3f} "
+                     f"{row['length_ratio']:>6.2f} {row['error_rate']:>6.1%} {row['latency_p50_ms']:>7.0f} "
+                     f"{row['latency_p95_ms']:>7.0f}")
+    return lines
+
+
+def judged(stack: LocalStack, console: Console, run: dict[str, Any]) -> None:
+    """The run's evaluation on its own held-out split (candidate vs serving), with the base model beside
+    them (scored here, from its local weights), the gate's verdict and a few answers from that split."""
+    from shared.evaluation.metrics import Outcome, score
+
+    evaluation = run.get("evaluation") or {}
+    verdict = evaluation.get("verdict") or {}
+    if "scores" not in evaluation:
+        console.say(f"not evaluated: {verdict.get('reason', 'no evaluation on this run')}")
+        return
+    report = read_report(stack, evaluation["report"])
+    examples = report["examples"]
+    base = base_answers([e["prompt"] for e in examples], int(stack.settings.get("TUNEFLOW_EVAL_MAX_NEW_TOKENS", 64)))
+    scores = dict(evaluation["scores"])
+    scores["base"] = score((Outcome(text, ms), e["reference"]) for (text, ms), e in zip(base, examples, strict=True)
+                           ).to_dict()
+    names = {**evaluation.get("deployments", {}), "base": f"{LOCAL_BASE_MODEL}, local"}
+    console.say(f"evaluation on the dataset's own held-out split ({len(examples)} examples, {evaluation['report']}):")
+    print("\n".join(evaluation_table(scores, names)))
+    outcome = "promoted" if verdict.get("promote") else "not promoted"
+    console.say(f"gate: {outcome}: {verdict.get('reason')}")
+    print("answers from the held-out split:")
+    outcomes = report["outcomes"]
+    for example, (base_text, _) in list(zip(examples, base, strict=True))[:3]:
+        key = str(example["index"])
+        print(f"  Q: {example['prompt'][-1]['content'][:90]!r}")
+        print(f"     reference:  {example['reference'][:80]!r}")
+        for role, done in outcomes.items():
+            print(f"     {role + ':':<11} {str((done.get(key) or {}).get('answer'))[:80]!r}")
+        print(f"     {'base:':<11} {base_text[:80]!r}")
 
 
 def teardown(stack: LocalStack, run: dict[str, Any], console: Console) -> None:
@@ -268,10 +312,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"validation: {run.get('summary')}")
         print("timeline:")
         print("\n".join(timeline(run)))
+        if run.get("evaluation"):
+            judged(stack, console, run)
         if run["state"] != "DEPLOYED":
             console.say(f"the run ended {run['state']}: {run.get('last_error')}")
             return 1
-        compare(stack, console, str(run.get("endpoint")))
         if args.keep:
             console.say(f"kept: endpoint {run.get('endpoint')} stays up; stack stays up until Ctrl-C")
             while True:

@@ -122,7 +122,7 @@ async def on_work(text: str, svc: Services | None = None) -> str:
     A malformed message is logged and dropped; storage trouble raises, so the host retries the message."""
     import asyncio
 
-    from shared.lifecycle.deployment import DEPLOY
+    from shared.lifecycle.rollout import DEPLOY
     from shared.webhooks.runs import KIND as NOTIFY
     from shared.webhooks.runs import deliver
 

@@ -42,6 +42,7 @@ class RunState(StrEnum):
     DEPLOYED = "DEPLOYED"
     DEPLOY_FAILED = "DEPLOY_FAILED"
     GATED = "GATED"  # evaluated and not promoted: worse than what serves (see shared.evaluation)
+    ROLLED_BACK = "ROLLED_BACK"  # promoted, then worse than what serves on live traffic during its canary
     RETIRED = "RETIRED"
     TORN_DOWN = "TORN_DOWN"
     CANCELED = "CANCELED"
@@ -58,10 +59,11 @@ NEXT: Mapping[RunState, frozenset[RunState]] = {
     S.TRAINED: frozenset({S.REGISTERED, S.FAILED}),
     S.FAILED: frozenset(),
     S.REGISTERED: frozenset({S.DEPLOYING, S.TORN_DOWN}),
-    S.DEPLOYING: frozenset({S.DEPLOYED, S.DEPLOY_FAILED, S.GATED, S.TORN_DOWN}),
+    S.DEPLOYING: frozenset({S.DEPLOYED, S.DEPLOY_FAILED, S.GATED, S.ROLLED_BACK, S.TORN_DOWN}),
     S.DEPLOYED: frozenset({S.RETIRED, S.TORN_DOWN}),
     S.DEPLOY_FAILED: frozenset({S.DEPLOYING, S.TORN_DOWN}),
     S.GATED: frozenset(),
+    S.ROLLED_BACK: frozenset(),
     S.RETIRED: frozenset({S.TORN_DOWN}),
     S.TORN_DOWN: frozenset(),
     S.CANCELED: frozenset(),
@@ -71,7 +73,7 @@ CANCELABLE: frozenset[RunState] = frozenset({S.RECEIVED, S.VALIDATING, S.SUBMITT
 # States the reconciler has nothing left to do for (a DEPLOYED run may still be retired or torn down,
 # but by a user or a later run, not by converging); every other state is work in progress.
 SETTLED: frozenset[RunState] = frozenset({S.REJECTED, S.FAILED, S.DEPLOYED, S.DEPLOY_FAILED, S.GATED,
-                                          S.RETIRED, S.TORN_DOWN, S.CANCELED})
+                                          S.ROLLED_BACK, S.RETIRED, S.TORN_DOWN, S.CANCELED})
 ACTIVE: frozenset[RunState] = frozenset(RunState) - SETTLED
 
 
@@ -120,6 +122,8 @@ class Run:
     deploy: str = "auto"  # "never": registered only
     # The candidate's evaluation against what served, and the gate's verdict (see shared.evaluation)
     evaluation: dict[str, Any] | None = None
+    # A progressive rollout's position and evidence (see shared.lifecycle.rollout): a crash resumes it
+    rollout: dict[str, Any] | None = None
     stalled_passes: int = 0  # reconciler passes in a row that failed on this run (see shared.lifecycle.reconcile)
     created_at: str = field(default_factory=now_iso)
     updated_at: str = field(default_factory=now_iso)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from shared.endpoints.activity import Activity
     from shared.endpoints.control import ControlPlane
+    from shared.endpoints.live import LiveStats
     from shared.endpoints.teardown import Teardown
     from shared.ingest import Ingestor
     from shared.notify import Notifier
@@ -193,7 +194,15 @@ class Services:
         from shared.scoring.client import Scorer
 
         s = self.settings
-        return Scorer(self.cache, self.sender.get, timeout_s=s.scoring_timeout_s, retries=s.scoring_retries)
+        return Scorer(self.cache, self.sender.get, timeout_s=s.scoring_timeout_s, retries=s.scoring_retries,
+                      observe=self.live.observe)
+
+    @once
+    def live(self) -> LiveStats:
+        """Live traffic per deployment as the scoring proxy sees it (a rollout's evidence)."""
+        from shared.endpoints.live import LiveStats
+
+        return LiveStats(lambda: self.records)
 
     @once
     def activity(self) -> Activity:

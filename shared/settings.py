@@ -227,6 +227,28 @@ class Settings:
     gate_min_score: float = _s(
         "TUNEFLOW_GATE_MIN_SCORE", "The metric a first deployment (nothing serving yet) must reach.", 0.0
     )
+    rollout_strategy: Literal["immediate", "canary"] = _s(
+        "TUNEFLOW_ROLLOUT_STRATEGY",
+        "How a promoted candidate takes the traffic: `immediate` (one switch) or `canary` (TUNEFLOW_ROLLOUT_STEPS).",
+        "immediate",
+    )
+    rollout_steps: tuple[int, ...] = _s(
+        "TUNEFLOW_ROLLOUT_STEPS", "Canary: the candidate's traffic percentages, rising, ending at 100.", (10, 50, 100)
+    )
+    rollout_bake_minutes: float = _s(
+        "TUNEFLOW_ROLLOUT_BAKE_MINUTES", "Canary: minutes at each step before the next one.", 10.0
+    )
+    rollout_max_error_rate: float = _s(
+        "TUNEFLOW_ROLLOUT_MAX_ERROR_RATE", "Canary: roll back when the candidate fails more of its live calls.", 0.02
+    )
+    rollout_max_p95_ratio: float = _s(
+        "TUNEFLOW_ROLLOUT_MAX_P95_RATIO",
+        "Canary: roll back when the candidate's live p95 latency exceeds the serving deployment's by this factor.",
+        1.5,
+    )
+    rollout_min_requests: int = _s(
+        "TUNEFLOW_ROLLOUT_MIN_REQUESTS", "Canary: live calls a deployment needs before its numbers are judged.", 20
+    )
     gate_locked: bool = _s(
         "TUNEFLOW_GATE_LOCKED", "A manifest's `gate` may only make the gate stricter, never looser.", False
     )
@@ -343,6 +365,9 @@ class Settings:
             ("TUNEFLOW_GATE_MAX_ERROR_RATE", self.gate_max_error_rate, 0.0, 1.0),
             ("TUNEFLOW_GATE_MIN_SCORE", self.gate_min_score, 0.0, 1.0),
             ("TUNEFLOW_GATE_MIN_DELTA", self.gate_min_delta, -1.0, 1.0),
+            ("TUNEFLOW_ROLLOUT_MAX_ERROR_RATE", self.rollout_max_error_rate, 0.0, 1.0),
+            ("TUNEFLOW_ROLLOUT_MAX_P95_RATIO", self.rollout_max_p95_ratio, 1.0, 100.0),
+            ("TUNEFLOW_ROLLOUT_BAKE_MINUTES", self.rollout_bake_minutes, 0.0, 7 * 24 * 60.0),
         ):
             if not lo <= value <= hi:
                 problems.append(f"{env}: expected a number between {lo} and {hi} (got {value})")
@@ -361,6 +386,7 @@ class Settings:
             ("TUNEFLOW_EVAL_MAX_ROWS", self.eval_max_rows),
             ("TUNEFLOW_EVAL_CONCURRENCY", self.eval_concurrency),
             ("TUNEFLOW_EVAL_MAX_NEW_TOKENS", self.eval_max_new_tokens),
+            ("TUNEFLOW_ROLLOUT_MIN_REQUESTS", self.rollout_min_requests),
         ):
             if number < 1:
                 problems.append(f"{env}: expected a positive integer (got {number})")
@@ -386,6 +412,9 @@ class Settings:
                 )
         if self.score_queue == self.work_queue:
             problems.append("TUNEFLOW_SCORE_QUEUE and TUNEFLOW_WORK_QUEUE must differ")
+        problem = steps_problem(self.rollout_steps)
+        if problem:
+            problems.append(f"TUNEFLOW_ROLLOUT_STEPS: {problem}")
         if not 1 <= self.eval_chunk_seconds <= 600:
             problems.append(f"TUNEFLOW_EVAL_CHUNK_SECONDS: expected 1 to 600 seconds (got {self.eval_chunk_seconds:g})")
         if self.webhook_backoff_s <= 0:
@@ -398,6 +427,13 @@ class Settings:
         if self.drop_container == self.output_container:
             problems.append("TUNEFLOW_DROP_CONTAINER and TUNEFLOW_OUTPUT_CONTAINER must differ")
         return problems
+
+
+def steps_problem(steps: tuple[int, ...] | list[int]) -> str | None:
+    """Why canary steps are not rising percentages ending at 100, or None."""
+    if not steps or any(not 1 <= p <= 100 for p in steps) or list(steps) != sorted(set(steps)) or steps[-1] != 100:
+        return f"expected rising percentages from 1 to 100, ending at 100, such as 10,50,100 (got {list(steps)})"
+    return None
 
 
 def _parse(hint: Any, raw: str) -> Any:
@@ -425,7 +461,13 @@ def _parse(hint: Any, raw: str) -> Any:
         except ValueError:
             raise ValueError("expected a number") from None
     if origin is tuple:
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
+        parts = tuple(part.strip() for part in raw.split(",") if part.strip())
+        if typing.get_args(hint)[:1] == (int,):
+            try:
+                return tuple(parse_int(part) for part in parts)
+            except ValueError:
+                raise ValueError("expected comma-separated integers") from None
+        return parts
     if origin is Mapping or hint is Mapping:
         try:
             value = json.loads(raw)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from shared.errors import FinetuneParameterError
@@ -25,6 +25,12 @@ NOTEBOOK_DEFAULTS: Mapping[str, Any] = {
     "apply_lora": "true",
     "apply_deepspeed": "true",
     "deepspeed_stage": "2",
+}
+# With a test split, training stops once the eval loss stops improving and keeps the best checkpoint: GPU
+# hours are the largest cost of a fine-tune. A layer under the user's, so either may turn it off.
+EARLY_STOPPING: Mapping[str, Any] = {
+    "apply_early_stopping": "true", "early_stopping_patience": 2, "early_stopping_threshold": 0.0,
+    "metric_for_best_model": "loss",
 }
 USER_SETTING, MANIFEST_KEY = "TUNEFLOW_FINETUNE_PARAMS", "finetune"
 # Inputs tuneflow sets itself from the run and the compute checks.
@@ -44,6 +50,7 @@ def resolve(
     model_defaults: Mapping[str, Any],
     overrides: Mapping[str, Any],
     manifest: Mapping[str, Any] | None = None,
+    test_split: bool = True,
 ) -> dict[str, Any]:
     """Merge the layers (the manifest's ``finetune`` last) and coerce each value to the component's type.
 
@@ -52,8 +59,9 @@ def resolve(
     """
     problems: list[str] = []
     merged: dict[str, Any] = {}
+    early = EARLY_STOPPING if test_split else {}
     layers = (("notebook default", NOTEBOOK_DEFAULTS), ("model_specific_defaults", model_defaults),
-              (USER_SETTING, overrides), (MANIFEST_KEY, manifest or {}))
+              ("early stopping default", early), (USER_SETTING, overrides), (MANIFEST_KEY, manifest or {}))
     for source, layer in layers:
         user = source in (USER_SETTING, MANIFEST_KEY)
         for name, value in layer.items():
@@ -74,9 +82,42 @@ def resolve(
                 merged[name] = coerce(value, spec)
             except ValueError as exc:
                 problems.append(f"{where}: {exc}")
+    if not problems:
+        problems.extend(_early_stopping_problems(merged, test_split, _origin(layers)))
     if problems:
         raise FinetuneParameterError("fine-tune parameters rejected: " + "; ".join(problems), problems=problems)
     return merged
+
+
+def _origin(layers: tuple[tuple[str, Mapping[str, Any]], ...]) -> Callable[[str], str]:
+    """Where a merged input's value came from, as a key path (the last layer that set it)."""
+    def where(name: str) -> str:
+        source = next((s for s, layer in reversed(layers) if name in layer), MANIFEST_KEY)
+        return f"{source}.{name}"
+
+    return where
+
+
+def _early_stopping_problems(merged: Mapping[str, Any], test_split: bool, where: Callable[[str], str]) -> list[str]:
+    """The early-stopping inputs hold together: they need evaluations, and evaluations need a test split."""
+    problems = []
+    if merged.get("early_stopping_patience", 1) < 1:
+        problems.append(f"{where('early_stopping_patience')}: expected at least 1, "
+                        f"got {merged['early_stopping_patience']}")
+    if merged.get("early_stopping_threshold", 0.0) < 0:
+        problems.append(f"{where('early_stopping_threshold')}: expected zero or more, "
+                        f"got {merged['early_stopping_threshold']:g}")
+    limit = merged.get("save_total_limit", -1)
+    if limit == 0 or limit < -1:
+        problems.append(f"{where('save_total_limit')}: expected -1 (keep all) or a positive integer, got {limit}")
+    if merged.get("apply_early_stopping") == "true":
+        if not test_split:
+            problems.append(f"{where('apply_early_stopping')}: early stopping needs a test split to evaluate on "
+                            "(add a test file, or set TUNEFLOW_TEST_FRACTION above 0)")
+        elif merged.get("evaluation_strategy") == "disable":
+            problems.append(f"{where('apply_early_stopping')}: early stopping needs evaluations "
+                            f"({where('evaluation_strategy')} is \"disable\")")
+    return problems
 
 
 def _show(value: Any) -> str:

@@ -86,7 +86,7 @@ class PipelineSubmitter:
         component = self._component(settings)
         params = finetune_params.resolve(
             component.inputs, tag_dict(model.tags, "model_specific_defaults"), settings.finetune_params,
-            run.config.get("finetune"),
+            run.config.get("finetune"), test_split=bool(run.test_path),
         )
         self._ensure_datastore()
         job = build_pipeline_job(

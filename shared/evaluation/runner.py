@@ -96,9 +96,13 @@ def begin(ctx: Services, run: Run, s: Settings, serving: str | None) -> Report:
     })
 
 
-def advance(ctx: Services, run: Run, s: Settings, serving: str | None) -> Report | None:
-    """One chunk of ``run``'s evaluation; the complete report once every example is scored, else None
-    (another chunk is needed, or another worker holds the lease)."""
+BUSY = "busy"  # another worker holds the lease: it hands on when its chunk is done
+MORE = "more"  # this chunk is done, the evaluation is not: the caller asks for the next one
+
+
+def advance(ctx: Services, run: Run, s: Settings, serving: str | None) -> Report | str:
+    """One chunk of ``run``'s evaluation: the complete report once every example is scored, else
+    ``MORE`` (a next chunk is needed) or ``BUSY`` (another worker's chunk is running)."""
     report = begin(ctx, run, s, serving)
     if complete(report):
         return report
@@ -106,14 +110,16 @@ def advance(ctx: Services, run: Run, s: Settings, serving: str | None) -> Report
     holder = f"{id(report):x}-{time.monotonic_ns():x}"
     until = datetime.now(UTC) + timedelta(seconds=s.eval_chunk_seconds) + LEASE_MARGIN
     claimed = evaluation.change(lambda r: _claim(r, holder, until))
-    if claimed is None or claimed.get("lease", {}).get("holder") != holder:
-        return None
+    if claimed is None or complete(claimed):
+        return claimed or MORE
+    if claimed.get("lease", {}).get("holder") != holder:
+        return BUSY
     examples = [Example(e["index"], e["prompt"], e["reference"]) for e in claimed["examples"]]
     pending = [(role, e) for e in examples for role, done in claimed["outcomes"].items() if str(e.index) not in done]
     got = _score_chunk(ctx, s, str(run.endpoint), claimed["deployments"], pending)
     final = evaluation.change(lambda r: _merge(r, got, holder))
     log.info("run %s: evaluation chunk scored %d of %d pending calls", run.run_id, len(got), len(pending))
-    return final if complete(final) else None
+    return final if final is not None and complete(final) else MORE
 
 
 def _claim(report: Report, holder: str, until: datetime) -> bool:

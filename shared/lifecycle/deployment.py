@@ -4,9 +4,10 @@ The new deployment is created with 0% traffic; once it is Succeeded a smoke test
 the run's test split through it (``azureml-model-deployment``). With the gate on (the default) it is
 then evaluated on the run's test split beside the deployment that serves (``shared.evaluation``), in
 chunks run from the work queue or the reconciler, never from an Event Grid delivery; a candidate the
-gate refuses is deleted and its run ends GATED. Traffic moves to a promoted candidate in one update,
-and only then are the previous deployments deleted. A failure at any point deletes the new
-deployment and leaves the previous one serving everything.
+gate refuses is deleted and its run ends GATED. Traffic moves to a promoted candidate in one update
+(or in canary steps: ``shared.lifecycle.rollout``), and only then are the previous deployments
+deleted. A failure at any point deletes the new deployment and leaves the previous one serving
+everything.
 
 Every step is derived from Azure's live state, so ``progress`` can be called any number of times
 (events, the reconciler) and long-running operations are started, waited on for a bounded time,
@@ -25,7 +26,9 @@ from shared.azureml import tags
 from shared.azureml.preflight import fetch_base_model, inference_size_problem
 from shared.endpoints.control import DeploymentSpec, Operation, provisioning_state, traffic_of
 from shared.errors import TuneflowError
+from shared.lifecycle import rollout
 from shared.lifecycle.names import deployment_name_for
+from shared.lifecycle.rollout import DEPLOY
 from shared.manifest import settings_for
 from shared.runs import Run, RunState
 from shared.telemetry import annotate, span
@@ -39,7 +42,6 @@ SUCCEEDED, FAILED = "succeeded", "failed"
 MAX_STEPS = 8  # progress() keeps going while each step completes within the wait budget
 WAIT_S = 30.0  # the longest one step waits on a long-running operation; the rest is the reconciler's
 SMOKE_TIMEOUT_S = 60.0
-DEPLOY = "deploy"  # the work queue's message kind that moves a deploying run on (its evaluation chunks)
 
 
 def start(ctx: Services, run: Run, evaluate: bool = False) -> Run:
@@ -114,6 +116,10 @@ def _step(ctx: Services, run: Run, evaluate: bool) -> tuple[bool, Run]:
     if traffic_of(endpoint).get(deployment_name, 0) != 100:
         if not _promoted(run):
             return _judge(ctx, run, endpoint, evaluate)
+        s = settings_for(ctx.settings, run.config)
+        serving = serving_deployment(endpoint, deployment_name)
+        if s.rollout_strategy == rollout.CANARY and (serving or run.rollout):
+            return rollout.canary(ctx, run, endpoint, str(serving), s)
         operation = control.set_traffic(endpoint, {deployment_name: 100})
         log.info("run %s: traffic on %s → %s", run.run_id, endpoint_name, deployment_name)
         return _wait(ctx, operation), run
@@ -149,8 +155,9 @@ def _judge(ctx: Services, run: Run, endpoint: Mapping[str, Any], evaluate: bool)
         ctx.work.send_json({"kind": DEPLOY, "run_id": run.run_id})
         return False, run
     report = runner.advance(ctx, run, s, serving)
-    if report is None:
-        ctx.work.send_json({"kind": DEPLOY, "run_id": run.run_id})  # the next chunk
+    if isinstance(report, str):
+        if report == runner.MORE:
+            ctx.work.send_json({"kind": DEPLOY, "run_id": run.run_id})  # the next chunk
         return False, run
     summary = evaluation_summary(s, report)
     if summary["verdict"]["promote"]:

@@ -21,6 +21,8 @@ RUN_FIELDS = (
     "serverless_instance_type", "num_nodes", "finetune_params", "model_name", "endpoint", "instance_type",
     "instance_count", "idle_teardown_minutes", "test_fraction", "validation_policy",
     "eval_max_rows", "gate_enabled", "gate_metric", "gate_min_delta", "gate_max_error_rate", "gate_min_score",
+    "rollout_strategy", "rollout_steps", "rollout_bake_minutes", "rollout_max_error_rate", "rollout_max_p95_ratio",
+    "rollout_min_requests",
 )
 
 
@@ -41,6 +43,7 @@ def run_config(settings: Settings, manifest: Manifest | None = None) -> dict[str
         "idle_teardown_minutes": m.idle_teardown_minutes,
         "eval_max_rows": m.eval_max_rows,
         **{f"gate_{key}": value for key, value in m.gate.items()},
+        **{f"rollout_{key}": value for key, value in m.rollout.items()},
     }
     config = {name: getattr(settings, name) for name in RUN_FIELDS}
     config.update({k: v for k, v in chosen.items() if v is not None})
@@ -64,4 +67,6 @@ def settings_for(settings: Settings, config: Mapping[str, Any] | None) -> Settin
     known = {k: v for k, v in config.items() if k in RUN_FIELDS}
     if "finetune_params" in known:
         known["finetune_params"] = types.MappingProxyType(dict(known["finetune_params"]))
+    if "rollout_steps" in known:
+        known["rollout_steps"] = tuple(known["rollout_steps"])
     return dataclasses.replace(settings, **known)

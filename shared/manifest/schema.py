@@ -63,6 +63,7 @@ class Manifest:
     source: SourceSpec | None = None
     eval_max_rows: int | None = None
     gate: Mapping[str, Any] = field(default_factory=dict)  # gate_* run fields by their manifest names
+    rollout: Mapping[str, Any] = field(default_factory=dict)  # rollout_* run fields by their manifest names
     keys: frozenset[str] = frozenset()
 
     @property
@@ -228,6 +229,26 @@ def _gate(value: Any, path: str, problems: list[str]) -> dict[str, Any] | None:
     })
 
 
+def _steps(value: Any, path: str, problems: list[str]) -> list[int] | None:
+    from shared.settings import steps_problem
+
+    if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+        problems.append(f"{path}: expected a list of integer percentages such as [10, 50, 100], got {_show(value)}")
+        return None
+    problem = steps_problem(value)
+    if problem:
+        problems.append(f"{path}: {problem}")
+        return None
+    return list(value)
+
+
+def _rollout(value: Any, path: str, problems: list[str]) -> dict[str, Any] | None:
+    return _object(value, path, problems, {
+        "strategy": _choice("immediate", "canary"), "steps": _steps, "bake_minutes": _number(0, 7 * 24 * 60),
+        "max_error_rate": _number(0, 1), "max_p95_ratio": _number(1, 100), "min_requests": _integer(1, 100_000),
+    })
+
+
 def _source(value: Any, path: str, problems: list[str]) -> Any:
     from shared.sources import parse_source
 
@@ -258,6 +279,7 @@ KEYS: Mapping[str, Check] = {
     "source": _source,
     "eval": _eval,
     "gate": _gate,
+    "rollout": _rollout,
 }
 
 
@@ -339,5 +361,6 @@ def parse_manifest(text: bytes | str, where: str = MANIFEST_NAME) -> Manifest:
         idle_teardown_minutes=checked.get("idle_teardown_minutes"), tags=checked.get("tags") or {},
         notify_url=checked.get("notify_url"), source=checked.get("source"),
         eval_max_rows=(checked.get("eval") or {}).get("max_rows"), gate=checked.get("gate") or {},
+        rollout=checked.get("rollout") or {},
         keys=frozenset(k for k in checked if k != "$schema"),
     )

@@ -80,8 +80,11 @@ def retry_after(value: str | None) -> float | None:
 class Scorer:
     def __init__(self, cache: EndpointCache, sender: Callable[[], Sender], *, timeout_s: float, retries: int,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 observe: Callable[[str, str | None, int, float], None] | None = None) -> None:
         self.cache = cache
+        # (endpoint, deployment that answered, status, ms) of every final answer: a rollout's live evidence
+        self.observe = observe or (lambda endpoint, deployment, status, ms: None)
         self._sender = sender
         self._timeout = timeout_s
         self._retries = retries
@@ -119,9 +122,11 @@ class Scorer:
                        "Accept": "application/json"}
             if deployment:
                 headers["azureml-model-deployment"] = deployment
+            started = self._clock()
             try:
                 response = await self._sender().post(info.scoring_uri, payload, headers, remaining)
             except TransportTimeout:
+                self.observe(endpoint, deployment, 504, (self._clock() - started) * 1000)
                 log.warning("scoring %s: timed out after %.1f s", endpoint, self._timeout)
                 raise ScoringError(504, "upstream_timeout", f"endpoint {endpoint!r} did not answer within "
                                    f"{self._timeout:g} s (TUNEFLOW_SCORING_TIMEOUT_S)") from None
@@ -143,6 +148,8 @@ class Scorer:
                     log.info("scoring %s: %d; retry %d in %.1f s", endpoint, status, attempt, delay)
                     await self.sleep(delay)
                     continue
+            served = response.headers.get("azureml-model-deployment") or deployment
+            self.observe(endpoint, served, status, (self._clock() - started) * 1000)
             return await self._result(endpoint, info, response, deployment)
 
     async def _result(self, endpoint: str, info: EndpointInfo, response: Reply,

@@ -12,6 +12,7 @@ It goes over the scoring path's own HTTP/1.1 client (``Http1Client.stream``), as
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -48,6 +49,7 @@ async def open_stream(scorer: Scorer, sender: Callable[[], StreamSender], endpoi
                    "Accept": "text/event-stream, application/json"}
         if deployment:
             headers["azureml-model-deployment"] = deployment
+        started = time.monotonic()
         try:
             reply = await sender().stream(info.scoring_uri, payload, headers, timeout_s)
         except TransportTimeout:
@@ -57,6 +59,9 @@ async def open_stream(scorer: Scorer, sender: Callable[[], StreamSender], endpoi
             raise ScoringError(502, "upstream_unreachable", f"endpoint {endpoint!r} could not be reached ({exc})") \
                 from None
         status = reply.status
+        if status not in (401, 403):  # time to the answer's start: what a streaming caller waits for
+            scorer.observe(endpoint, reply.headers.get("azureml-model-deployment") or deployment, status,
+                           (time.monotonic() - started) * 1000)
         if 200 <= status < 300:
             served = reply.headers.get("azureml-model-deployment") or deployment
             model = info.models.get(served) if served else None

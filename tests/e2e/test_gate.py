@@ -4,6 +4,8 @@ A weakly trained first model serves; a better-trained second one is evaluated ag
 test split and promoted, with its report; a poisoned third (answers shuffled between its training
 examples, a clean test split) ends GATED while the second keeps 100% of the traffic and every scoring
 call made meanwhile succeeds; an evaluation interrupted by the host going down resumes and finishes.
+Then canaries under continuous load: a good one reaches 100% without a failed call, one whose
+deployment starts failing (the emulator's bad_answers knob) rolls back by itself within a bake interval.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +205,78 @@ def test_a_poisoned_dataset_is_gated_and_the_serving_model_never_misses_a_call(s
         assert time.monotonic() < deadline, "the gated candidate was not deleted"
         time.sleep(1)
     assert runs.get(serving.run_id).state == RunState.DEPLOYED
+
+
+CANARY = {"strategy": "canary", "steps": [30, 100], "bake_minutes": 0.25, "min_requests": 5}
+# These candidates are judged by their canary: the gate lets any answering one through (min_delta -1)
+OPEN_GATE = {"min_delta": -1}
+
+
+class Load:
+    """Continuous chat calls through tuneflow's API; every failure kept with the time it happened."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack, self.served = stack, 0
+        self.failures: list[str] = []
+        self.first_failure: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            response = api(self.stack, "POST", "/v1/chat/completions", json={
+                "model": ENDPOINT, "max_tokens": 16,
+                "messages": [{"role": "user", "content": "What is the capital of Peru?"}]})
+            self.served += 1
+            if response.status_code != 200:
+                self.first_failure = self.first_failure or time.time()
+                self.failures.append(f"{response.status_code} {response.text[:200]}")
+            time.sleep(0.05)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_a_good_canary_reaches_all_traffic_under_load_without_a_failed_call(stack, runs, better):
+    serving: Run = runs.get(better["run"].run_id)
+    assert serving.state == RunState.DEPLOYED
+    with Load(stack) as load:
+        drop(stack, "canary-good", {"train": "train.jsonl", "rollout": CANARY, "gate": OPEN_GATE},
+             {"train.jsonl": jsonl(list(generate(200, seed=4)))})
+        run = settled(runs, "canary-good")
+    assert run.state == RunState.DEPLOYED, f"{run.state}: {run.last_error}"
+    history = (run.rollout or {})["history"]
+    assert [h["share"] for h in history] == [30] and history[0]["outcome"] == "baked"
+    assert history[0]["candidate"]["requests"] >= 5 and history[0]["candidate"]["errors"] == 0
+    assert load.served > 20 and load.failures == []
+    assert traffic(stack) == {run.deployment: 100} and runs.get(serving.run_id).state == RunState.RETIRED
+
+
+def test_an_erroring_canary_rolls_back_by_itself_within_one_bake_interval(stack, runs):
+    with Load(stack) as load:
+        drop(stack, "canary-bad", {"train": "train.jsonl", "rollout": CANARY, "gate": OPEN_GATE},
+             {"train.jsonl": jsonl(list(generate(200, seed=5)))})
+        baking = wait_for(lambda: next((r for r in [run_for(runs, "datasets/canary-bad/", {RunState.DEPLOYING})()]
+                                        if r and (r.rollout or {}).get("share") == 30), None), 900,
+                          "the bad canary's first step")
+        serving = [name for name, share in traffic(stack).items() if name != baking.deployment]
+        stack.admin("POST", "/faults", {"bad_answers": {str(baking.deployment): {"error_rate": 1.0}}})
+        try:
+            run = settled(runs, "canary-bad")
+        finally:
+            stack.admin("POST", "/faults", {"bad_answers": None})
+    assert run.state == RunState.ROLLED_BACK, f"{run.state}: {run.last_error}"
+    evidence = run.rollout["history"][-1]
+    assert evidence["outcome"] == "rolled back" and evidence["candidate"]["errors"] >= 5
+    assert "live calls" in run.last_error
+    assert traffic(stack) == {serving[0]: 100}
+    assert load.first_failure is not None
+    rolled_back = datetime.fromisoformat(run.history[-1].at).timestamp()
+    assert rolled_back - load.first_failure <= CANARY["bake_minutes"] * 60, (rolled_back - load.first_failure)
+    print(f"canary rollback: {rolled_back - load.first_failure:.1f} s after the first failed call; "
+          f"{len(load.failures)} of {load.served} calls failed meanwhile")

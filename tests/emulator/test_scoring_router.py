@@ -95,6 +95,26 @@ def test_no_traffic_then_header_only(emu: Admin, two_deployments: dict[str, Any]
     assert bad.status_code == 400
 
 
+def test_bad_answers_knob_makes_one_deployment_answer_badly(emu: Admin, two_deployments: dict[str, Any]) -> None:
+    uri, endpoint = two_deployments["scoring_uri"], two_deployments["endpoint"]
+    key = helpers.keys(emu, endpoint)["primaryKey"]
+    try:
+        emu.faults(bad_answers={f"{endpoint}/green": {"error_rate": 1.0}, "blue": {"latency_ms": 150}})
+        erring = _score(emu.http, uri, key, "green")
+        assert erring.status_code == 500 and erring.headers["azureml-model-deployment"] == "green"
+        started = time.monotonic()
+        slow = _score(emu.http, uri, key, "blue")
+        assert slow.status_code == 200 and slow.json() == [{"0": "fake: hi"}] and time.monotonic() - started >= 0.15
+        emu.faults(bad_answers={"green": {"wrong_rate": 0.5, "empty_rate": 0.5}})
+        answers = Counter(_score(emu.http, uri, key, "green").json()[0]["0"] for _ in range(40))
+        assert set(answers) == {"", "I am not able to help with that, but I hope you have a wonderful day."}
+        assert _score(emu.http, uri, key, "blue").json() == [{"0": "fake: hi"}]  # only green answers badly
+        bad = emu.http.post(emu.handle.admin_url + "/faults", json={"bad_answers": {"green": {"wrong_rate": 2}}})
+        assert bad.status_code == 400 and "rates are numbers" in bad.text
+    finally:
+        emu.faults(bad_answers=None)
+
+
 def test_scoring_makes_no_control_plane_calls(emu: Admin, two_deployments: dict[str, Any]) -> None:
     uri, endpoint = two_deployments["scoring_uri"], two_deployments["endpoint"]
     key = helpers.keys(emu, endpoint)["primaryKey"]

@@ -216,3 +216,33 @@ def test_finetuned_model_beats_the_base_model_on_the_demo_dataset(base_model: Pa
     assert summary["eval_loss"] < 0.5 * summary["base_eval_loss"]
     assert tuned_hits >= len(heldout) - 2 and base_hits == 0
     assert wall < 120
+
+
+def test_early_stopping_stops_and_restores_the_best_checkpoint(base_model: Path, tmp_path: Path) -> None:
+    """A threshold no improvement can meet: the second evaluation (step 4) counts as no better than the first
+    (step 2), patience 1 stops there, and the step-2 weights are the model (load_best_model_at_end)."""
+    train_file, test_file = split(tmp_path, 24, 6)
+    params = {"max_steps": "20", "learning_rate": "2e-3", "per_device_train_batch_size": "2", "apply_lora": "true",
+              "evaluation_strategy": "steps", "eval_steps": "2", "logging_steps": "2", "apply_early_stopping": "true",
+              "early_stopping_patience": "1", "early_stopping_threshold": "100", "metric_for_best_model": "loss",
+              "save_total_limit": "1"}
+    proc = train(base_model, tmp_path, train_file, test_file, params)
+    assert proc.returncode == 0, proc.stderr
+    assert "early stopping at step 4" in proc.stdout and "best checkpoint: step 2" in proc.stdout
+    records = metrics(tmp_path)
+    evals = {m["step"]: m["eval_loss"] for m in records if "eval_loss" in m and "step" in m}
+    assert sorted(evals) == [2, 4]
+    summary = [m for m in records if "train_steps" in m][-1]
+    assert summary["train_steps"] == 4 and summary["stopped_early_at_step"] == 4 and summary["best_step"] == 2
+    assert summary["eval_loss"] == pytest.approx(evals[2], abs=1e-4)  # the restored step-2 weights were evaluated
+
+
+def test_early_stopping_parameters_are_checked(base_model: Path, tmp_path: Path) -> None:
+    train_file, test_file = split(tmp_path, 4, 2)
+    for params, message in (
+        ({"apply_early_stopping": "true", "early_stopping_patience": "0"}, "early_stopping_patience must be >= 1"),
+        ({"apply_early_stopping": "true", "metric_for_best_model": "f1"}, "stops early on 'loss' only"),
+        ({"apply_early_stopping": "true", "evaluation_strategy": "disable"}, "needs evaluations"),
+    ):
+        proc = train(base_model, tmp_path, train_file, test_file, params)
+        assert proc.returncode != 0 and message in proc.stderr.strip().splitlines()[-1], proc.stderr[-500:]

@@ -43,3 +43,30 @@ def test_a_manifest_layer_wins_and_its_problems_name_the_manifest_key(inputs):
 
 def test_unknown_keys_in_the_model_tag_are_skipped_not_fatal(inputs):
     assert "future_knob" not in resolve(inputs, {"future_knob": "1"}, {})
+
+
+def test_early_stopping_is_on_by_default_with_a_test_split_and_off_without(inputs):
+    with_split = resolve(inputs, {}, {})
+    assert with_split["apply_early_stopping"] == "true" and with_split["early_stopping_patience"] == 2
+    assert with_split["metric_for_best_model"] == "loss"
+    without = resolve(inputs, {}, {}, test_split=False)
+    assert "apply_early_stopping" not in without and "early_stopping_patience" not in without
+    off = resolve(inputs, {}, {}, {"apply_early_stopping": False})  # the user's layer wins
+    assert off["apply_early_stopping"] == "false"
+    tuned = resolve(inputs, {}, {"early_stopping_patience": 4}, {"early_stopping_threshold": 0.01,
+                                                                   "save_total_limit": 2})
+    assert (tuned["early_stopping_patience"], tuned["early_stopping_threshold"], tuned["save_total_limit"]) == (
+        4, 0.01, 2)
+
+
+def test_early_stopping_inputs_are_checked_and_named_by_where_they_came_from(inputs):
+    with pytest.raises(FinetuneParameterError) as caught:
+        resolve(inputs, {}, {"early_stopping_patience": 0}, {"early_stopping_threshold": -0.5, "save_total_limit": 0})
+    assert caught.value.context["problems"] == [
+        "TUNEFLOW_FINETUNE_PARAMS.early_stopping_patience: expected at least 1, got 0",
+        "finetune.early_stopping_threshold: expected zero or more, got -0.5",
+        "finetune.save_total_limit: expected -1 (keep all) or a positive integer, got 0"]
+    with pytest.raises(FinetuneParameterError, match="finetune.apply_early_stopping: early stopping needs a test"):
+        resolve(inputs, {}, {}, {"apply_early_stopping": "true"}, test_split=False)
+    with pytest.raises(FinetuneParameterError, match='finetune.evaluation_strategy is "disable"'):
+        resolve(inputs, {}, {}, {"evaluation_strategy": "disable"})

@@ -5,6 +5,7 @@ whole flow through the emulator is tests/e2e/test_gate.py)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 import time
@@ -53,10 +54,11 @@ def world():
 
 
 def work(ctx, fake) -> list[str]:
-    """Deliver the work queue's deploy messages until none is left (what the queue trigger does)."""
+    """Deliver the work queue's visible messages until none is left (what the queue trigger does); delayed
+    ones stay queued."""
     outcomes = []
-    while fake.work.sent:
-        message, _ = fake.work.sent.pop(0)
+    while any(delay == 0 for _, delay in fake.work.sent):
+        message, _ = fake.work.sent.pop(next(i for i, (_, delay) in enumerate(fake.work.sent) if delay == 0))
         outcomes.append(asyncio.run(on_work(json.dumps(message), ctx)))
     return outcomes
 
@@ -153,8 +155,7 @@ def test_gate_disabled_by_the_manifest_is_todays_smoke_test_only(world):
 
 def test_an_interrupted_evaluation_resumes_where_it_stopped_and_scores_each_example_once(world):
     ctx, fake = world
-    ctx.settings = ctx.settings.__class__(**{**ctx.settings.__dict__, "eval_chunk_seconds": 1.0,
-                                             "eval_concurrency": 1})
+    ctx.settings = dataclasses.replace(ctx.settings, eval_chunk_seconds=1.0, eval_concurrency=1)
     slow_calls = []
 
     def slow(deployment: str, body: dict) -> str:
@@ -179,6 +180,7 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped_and_scores_each_exam
 
 def test_a_live_lease_keeps_a_second_worker_off_the_evaluation(world):
     ctx, fake = world
+    ctx.settings = dataclasses.replace(ctx.settings, eval_concurrency=1)  # one call in flight: a stable count
     started, release = threading.Event(), threading.Event()
 
     def held(deployment: str, body: dict) -> str:
@@ -196,8 +198,11 @@ def test_a_live_lease_keeps_a_second_worker_off_the_evaluation(world):
     first.start()
     assert started.wait(5)
     calls = len(fake.arm.invocations)
-    assert runner.advance(ctx, run, ctx.settings, None) is None  # leased: nothing scored twice
+    assert runner.advance(ctx, run, ctx.settings, None) == runner.BUSY  # leased: nothing scored twice
     assert len(fake.arm.invocations) == calls
+    fake.work.sent.clear()
+    assert asyncio.run(on_work(json.dumps({"kind": "deploy", "run_id": RUN_ID}), ctx)) == "DEPLOYING"
+    assert len(fake.arm.invocations) == calls and fake.work.sent == []  # no message loop while it is busy
     release.set()
     first.join(10)
     report, _ = runner.Evaluation(ctx.records, RUN_ID).read()
@@ -212,3 +217,122 @@ def test_deploy_messages_for_runs_that_moved_on_or_never_existed_are_acknowledge
                     {"kind": "deploy", "run_id": "../x"}, {"kind": "deploy"}):
         assert asyncio.run(on_work(json.dumps(message), ctx)) == "ignored"
     assert len(fake.arm.invocations) == calls
+
+
+# ------------------------------------------------------------------------------------------ canary rollouts
+
+CANARY = {"TUNEFLOW_GATE_ENABLED": "true", "TUNEFLOW_ROLLOUT_STRATEGY": "canary", "TUNEFLOW_ROLLOUT_STEPS": "10,50,100",
+          "TUNEFLOW_ROLLOUT_BAKE_MINUTES": "0.01", "TUNEFLOW_ROLLOUT_MIN_REQUESTS": "5"}
+
+
+@pytest.fixture
+def canary_world():
+    fake = SimpleNamespace(workspace=FakeWorkspace(), arm=FakeOnlineEndpoints(), work=FakeQueue(),
+                           test_split=[row(c, cap) for c, cap in CAPITALS])
+    fake.add_job = fake.workspace.add_job
+    fake.arm.answer = right
+    return services(fake, **CANARY), fake
+
+
+def live_calls(ctx, deployment: str, n: int, status: int = 200, ms: float = 80.0) -> None:
+    for _ in range(n):
+        ctx.live.observe("tuneflow-chat", deployment, status, ms)
+    ctx.live.flush()
+
+
+def canary_started(ctx, fake) -> tuple[str, str]:
+    first = deployed_first(ctx, fake)  # nothing served before it: no canary, one switch
+    assert ctx.runs.get(RUN_ID).rollout is None
+    second(ctx, fake)
+    work(ctx, fake)
+    run = ctx.runs.get(OTHER)
+    assert run.state == RunState.DEPLOYING and run.rollout["share"] == 10
+    assert fake.arm.traffic("tuneflow-chat") == {first: 90, run.deployment: 10}
+    return first, str(run.deployment)
+
+
+def look(ctx) -> str:
+    return asyncio.run(on_work(json.dumps({"kind": "deploy", "run_id": OTHER}), ctx))
+
+
+def test_a_clean_canary_steps_through_each_share_and_finishes_deployed(canary_world):
+    ctx, fake = canary_world
+    first, candidate = canary_started(ctx, fake)
+    (message, delay), = fake.work.sent
+    assert message == {"kind": "deploy", "run_id": OTHER} and 0 < delay <= 5.0
+    fake.work.sent.clear()
+    assert look(ctx) == "DEPLOYING" and fake.arm.traffic("tuneflow-chat")[candidate] == 10  # still baking
+    time.sleep(0.7)
+    live_calls(ctx, candidate, 6)
+    live_calls(ctx, first, 30)
+    assert look(ctx) == "DEPLOYING"
+    assert fake.arm.traffic("tuneflow-chat") == {first: 50, candidate: 50}
+    time.sleep(0.7)
+    assert look(ctx) == "DEPLOYED"
+    run = ctx.runs.get(OTHER)
+    assert fake.arm.traffic("tuneflow-chat") == {candidate: 100} and ctx.runs.get(RUN_ID).state == RunState.RETIRED
+    assert [h["share"] for h in run.rollout["history"]] == [10, 50]
+    assert all(h["outcome"] == "baked" for h in run.rollout["history"])
+
+
+def test_an_erroring_canary_is_rolled_back_in_one_traffic_update(canary_world):
+    ctx, fake = canary_world
+    first, candidate = canary_started(ctx, fake)
+    updates = sum(path == "/onlineEndpoints/tuneflow-chat" for method, path, _ in fake.arm.bodies if method == "PUT")
+    time.sleep(0.1)
+    live_calls(ctx, candidate, 8, status=500)
+    live_calls(ctx, first, 40)
+    assert look(ctx) == "ROLLED_BACK"  # before its bake is over: the first look after the errors
+    run = ctx.runs.get(OTHER)
+    assert "failed 8 of its 8 live calls" in run.last_error and "canary rolled back" in run.history[-1].note
+    assert run.rollout["history"][-1]["candidate"]["errors"] == 8
+    assert run.rollout["history"][-1]["serving"]["requests"] == 40
+    assert sum(path == "/onlineEndpoints/tuneflow-chat" for method, path, _ in fake.arm.bodies
+               if method == "PUT") == updates + 1  # one traffic update: back to the serving deployment
+    assert fake.arm.traffic("tuneflow-chat") == {first: 100}
+    assert list(fake.arm.deployments) == [("tuneflow-chat", first)]
+    assert ctx.runs.get(RUN_ID).state == RunState.DEPLOYED
+
+
+def test_a_slow_canary_is_rolled_back_on_its_p95_against_the_serving_one(canary_world):
+    ctx, fake = canary_world
+    first, candidate = canary_started(ctx, fake)
+    time.sleep(0.1)
+    live_calls(ctx, candidate, 10, ms=3000)
+    live_calls(ctx, first, 10, ms=90)
+    assert look(ctx) == "ROLLED_BACK"
+    assert "p95 latency 3200 ms is more than 1.5x the serving deployment's 100 ms" in ctx.runs.get(OTHER).last_error
+
+
+def test_too_few_calls_are_not_judged_and_checks_do_not_multiply(canary_world):
+    ctx, fake = canary_world
+    _, candidate = canary_started(ctx, fake)
+    live_calls(ctx, candidate, 3, status=500)  # under rollout.min_requests: not evidence yet
+    fake.work.sent.clear()
+    for _ in range(3):
+        reconcile(ctx)  # passes while a look is already scheduled ask for none
+    assert fake.work.sent == [] and ctx.runs.get(OTHER).state == RunState.DEPLOYING
+
+
+def test_rollout_settings_and_manifest_keys_are_checked():
+    from shared.errors import ManifestError, SettingsError
+    from shared.manifest import parse_manifest, run_config, settings_for
+    from shared.settings import Settings
+
+    base = {"TUNEFLOW_STORAGE_CONNECTION": "x"}
+    assert Settings.from_env({**base, "TUNEFLOW_ROLLOUT_STEPS": "5, 25,100"}).rollout_steps == (5, 25, 100)
+    for steps in ("50,10,100", "10,50", "0,100", "ten"):
+        with pytest.raises(SettingsError, match="TUNEFLOW_ROLLOUT_STEPS"):
+            Settings.from_env({**base, "TUNEFLOW_ROLLOUT_STEPS": steps})
+    s = Settings.from_env(base)
+    m = parse_manifest(b'{"rollout": {"strategy": "canary", "steps": [20, 100], "bake_minutes": 3, '
+                       b'"max_error_rate": 0.01, "max_p95_ratio": 2, "min_requests": 50}}')
+    mine = settings_for(s, run_config(s, m))
+    assert (mine.rollout_strategy, mine.rollout_steps, mine.rollout_bake_minutes, mine.rollout_max_error_rate,
+            mine.rollout_max_p95_ratio, mine.rollout_min_requests) == ("canary", (20, 100), 3.0, 0.01, 2.0, 50)
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest(b'{"rollout": {"strategy": "blue", "steps": [50, 10], "max_p95_ratio": 0.5}}')
+    problems = caught.value.problems
+    assert any(p.startswith("rollout.strategy: expected one of 'immediate', 'canary'") for p in problems)
+    assert any(p.startswith("rollout.steps: expected rising percentages") for p in problems)
+    assert "rollout.max_p95_ratio: expected a number from 1 to 100, got 0.5" in problems

@@ -1,0 +1,155 @@
+"""Live traffic per deployment, as tuneflow's scoring proxy sees it: requests, errors, latency.
+
+Every scoring call through the HTTP API is observed here, in memory (O(1) on the request path). At
+most once per ``flush_every`` seconds the counts are merged into ``live/<endpoint>/<deployment>.json``
+(10-second buckets: request and error counts and a latency histogram) with an ETag compare-and-swap,
+on a background thread, so every app instance adds to the same record. A progressive rollout reads
+them to compare its candidate with the deployment that serves (``window``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+
+from shared.errors import ConflictError
+from shared.records import RecordStore
+
+log = logging.getLogger(__name__)
+PREFIX = "live/"
+BUCKET_S = 10
+KEEP_S = 6 * 3600  # a bake longer than this judges on its last six hours
+# Upper bounds (ms) of the latency histogram's buckets; the last is open-ended.
+EDGES_MS = (25, 50, 100, 200, 400, 800, 1_600, 3_200, 6_400, 12_800, 25_600, 51_200, 102_400)
+
+
+def failed(status: int) -> bool:
+    """A call the deployment failed: a 5xx or a timeout (a 4xx is the caller's, a 429 its capacity)."""
+    return status >= 500 or status in (408, 504)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A deployment's live traffic over a time window."""
+
+    requests: int
+    errors: int
+    p95_ms: float | None
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        return {"requests": self.requests, "errors": self.errors, "error_rate": round(self.error_rate, 4),
+                "p95_ms": self.p95_ms}
+
+
+def _p95(histogram: list[int]) -> float | None:
+    total = sum(histogram)
+    if not total:
+        return None
+    rank, seen = 0.95 * total, 0
+    for index, count in enumerate(histogram):
+        seen += count
+        if seen >= rank:
+            return float(EDGES_MS[index]) if index < len(EDGES_MS) else float(EDGES_MS[-1] * 2)
+    return None  # pragma: no cover - the loop always reaches the rank
+
+
+def _empty() -> list[int]:
+    return [0, 0] + [0] * (len(EDGES_MS) + 1)  # requests, errors, histogram
+
+
+class LiveStats:
+    def __init__(self, records: Callable[[], RecordStore], flush_every: float = 5.0,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._records, self._flush_every, self._clock = records, flush_every, clock
+        self._pending: dict[tuple[str, str], dict[int, list[int]]] = {}
+        self._lock = threading.Lock()
+        self._flushed_at: datetime | None = None
+        self._scheduled = False
+        self._executor: ThreadPoolExecutor | None = None
+
+    def observe(self, endpoint: str, deployment: str | None, status: int, latency_ms: float) -> None:
+        """Count one scoring call (which deployment answered it, how, how fast)."""
+        if not deployment:
+            return
+        now = self._clock()
+        bucket = int(now.timestamp()) // BUCKET_S * BUCKET_S
+        with self._lock:
+            row = self._pending.setdefault((endpoint, deployment), {}).setdefault(bucket, _empty())
+            row[0] += 1
+            row[1] += failed(status)
+            row[2 + bisect.bisect_left(EDGES_MS, latency_ms)] += 1
+            due = self._flushed_at is None or (now - self._flushed_at).total_seconds() >= self._flush_every
+            if not due or self._scheduled:
+                return
+            self._scheduled = True
+            self._executor = self._executor or ThreadPoolExecutor(1, thread_name_prefix="tuneflow-live")
+            executor = self._executor
+        executor.submit(self._background_flush)
+
+    def _background_flush(self) -> None:
+        try:
+            self.flush()
+        except Exception as exc:  # storage trouble must never surface on the scoring path
+            log.warning("could not record live traffic: %s", type(exc).__name__)
+        finally:
+            with self._lock:
+                self._scheduled = False
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._flushed_at = self._clock()
+        for (endpoint, deployment), buckets in pending.items():
+            try:
+                self._merge(endpoint, deployment, buckets)
+            except Exception:
+                with self._lock:  # keep them for the next flush
+                    mine = self._pending.setdefault((endpoint, deployment), {})
+                    for bucket, row in buckets.items():
+                        mine[bucket] = [a + b for a, b in zip(mine.get(bucket, _empty()), row, strict=True)]
+                raise
+
+    @staticmethod
+    def _key(endpoint: str, deployment: str) -> str:
+        return f"{PREFIX}{endpoint}/{deployment}.json"
+
+    def _merge(self, endpoint: str, deployment: str, buckets: dict[int, list[int]]) -> None:
+        store, key = self._records(), self._key(endpoint, deployment)
+        oldest = int(self._clock().timestamp()) - KEEP_S
+        for _ in range(20):
+            current = store.read(key)
+            stored: dict[str, list[int]] = orjson.loads(current.data)["buckets"] if current else {}
+            for bucket, row in buckets.items():
+                before = stored.get(str(bucket), _empty())
+                stored[str(bucket)] = [a + b for a, b in zip(before, row, strict=True)]
+            kept = {b: row for b, row in stored.items() if int(b) >= oldest}
+            data = orjson.dumps({"endpoint": endpoint, "deployment": deployment, "bucket_s": BUCKET_S,
+                                 "latency_edges_ms": EDGES_MS, "buckets": kept})
+            done = store.replace(key, data, current.etag) if current else store.create(key, data)
+            if done is not None:
+                return
+        raise ConflictError(f"live traffic of {endpoint}/{deployment}: too many concurrent updates")
+
+    def window(self, endpoint: str, deployment: str, since: datetime) -> Window:
+        """The deployment's traffic from ``since`` on, as flushed (from the start of the 10-s bucket ``since``
+        falls in: up to ten seconds before it count too)."""
+        current = self._records().read(self._key(endpoint, deployment))
+        if current is None:
+            return Window(0, 0, None)
+        start = int(since.timestamp()) // BUCKET_S * BUCKET_S
+        total = _empty()
+        for bucket, row in orjson.loads(current.data)["buckets"].items():
+            if int(bucket) >= start:
+                total = [a + b for a, b in zip(total, row, strict=True)]
+        return Window(total[0], total[1], _p95(total[2:]))
