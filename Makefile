@@ -65,6 +65,8 @@ bench: install
 	$(PY) bench/scoring/run.py
 	$(PY) bench/scoring/streaming.py
 	$(PY) bench/control_plane.py
+	$(PY) bench/evaluation.py
+	$(PY) bench/canary.py
 
 clean:
 	rm -rf $(VENV) $(INFRA_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .data

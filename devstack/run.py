@@ -253,6 +253,27 @@ def judged(stack: LocalStack, console: Console, run: dict[str, Any]) -> None:
         print(f"     {'base:':<11} {base_text[:80]!r}")
 
 
+ENV_FILE = Path(".data/stack.env")
+
+
+def write_env(stack: LocalStack, path: Path) -> None:
+    """Everything a shell needs to talk to the kept stack: ``source`` it and the README's commands work."""
+    import shlex
+
+    values = {
+        "TUNEFLOW_API_URL": stack.api, "TUNEFLOW_API_KEY": stack.devhost.function_key,
+        "KEY": stack.devhost.function_key, "ADMIN": stack.devhost.master_key,
+        **{name: stack.settings[name] for name in (
+            "TUNEFLOW_STORAGE_CONNECTION", "TUNEFLOW_DROP_CONTAINER", "TUNEFLOW_EMULATOR_CONNECTION")},
+        "TUNEFLOW_OUTPUT_CONTAINER": stack.settings.get("TUNEFLOW_OUTPUT_CONTAINER", "tuneflow"),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["# the kept `make run KEEP=1` stack; valid while it runs (removed when it stops)"]
+    lines += [f"export {name}={shlex.quote(str(value))}" for name, value in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)  # it holds the host's keys and the storage key
+
+
 def teardown(stack: LocalStack, run: dict[str, Any], console: Console) -> None:
     endpoint = run.get("endpoint") or stack.settings.get("TUNEFLOW_ENDPOINT", "tuneflow-chat")
     response = api(stack, "DELETE", f"/endpoints/{endpoint}", admin=True)
@@ -276,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the endpoint (no teardown)")
     parser.add_argument("--fast", action="store_true", help="fewer rows and training steps (CI)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the run to settle")
+    parser.add_argument("--env-file", type=Path, default=ENV_FILE,
+                        help=f"with --keep: where the stack's shell environment is written (default {ENV_FILE})")
     args = parser.parse_args(argv)
     console = Console()
     work = Path(tempfile.mkdtemp(prefix="tuneflow-run-"))
@@ -318,7 +341,11 @@ def main(argv: list[str] | None = None) -> int:
             console.say(f"the run ended {run['state']}: {run.get('last_error')}")
             return 1
         if args.keep:
+            write_env(stack, args.env_file)
             console.say(f"kept: endpoint {run.get('endpoint')} stays up; stack stays up until Ctrl-C")
+            console.say(f"API: {stack.api} (x-functions-key {stack.devhost.function_key}); admin key "
+                        f"{stack.devhost.master_key}")
+            console.say(f"for the README's CLI commands: source {args.env_file}")
             while True:
                 time.sleep(3600)
         teardown(stack, run, console)
@@ -327,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         console.say("interrupted")
         return 130
     finally:
+        if args.keep:
+            args.env_file.unlink(missing_ok=True)  # it names processes that are about to stop
         if stack is not None:
             console.say("stopping devhost, the emulator and Azurite")
             stack.stop()

@@ -41,6 +41,10 @@ class Faults:
     # max_concurrent_requests_per_instance does.
     scoring_429_count: int = 0
     scoring_retry_after_s: int = 1
+    # Answers: deployments that answer badly, by "endpoint/deployment", "deployment" or "*" (every one):
+    # {"wrong_rate": 0.5, "empty_rate": 0.1, "error_rate": 0.2, "latency_ms": 300}. A wrong answer is a
+    # fluent sentence that answers nothing; an error is a 500 from the deployment; latency is added first.
+    bad_answers: dict[str, dict[str, float]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,6 +79,7 @@ class FaultState:
                     isinstance(value, list) and all(isinstance(v, str) for v in value)
                 ):
                     raise ValueError(f"{name} must be true, false or a list of names")
+            _check_bad_answers(candidate.bad_answers)
             self.current = candidate
             return candidate
 
@@ -118,6 +123,22 @@ class FaultState:
             f.scoring_429_count -= 1
             return max(0, int(f.scoring_retry_after_s))
 
+    def answer_fault(self, endpoint: str, deployment: str) -> tuple[float, str | None]:
+        """(latency to add in s, "wrong" | "empty" | "error" | None) for one scoring request."""
+        knob = self.current.bad_answers or {}
+        spec = knob.get(f"{endpoint}/{deployment}") or knob.get(deployment) or knob.get("*")
+        if not spec:
+            return 0.0, None
+        with self._lock:
+            pick = self._rng.random()
+        latency = float(spec.get("latency_ms", 0)) / 1000.0
+        for kind in ("error", "empty", "wrong"):
+            rate = float(spec.get(f"{kind}_rate", 0))
+            if pick < rate:
+                return latency, kind
+            pick -= rate
+        return latency, None
+
     def arm_latency_for(self, path: str) -> float:
         f = self.current
         if f.arm_path_contains and f.arm_path_contains not in path:
@@ -151,3 +172,19 @@ def _names(knob: bool | list[str], name: str, default: str | None = None) -> boo
     if isinstance(knob, bool):
         return knob and (default is None or name.lower() == default.lower())
     return name.lower() in {n.lower() for n in knob}
+
+
+def _check_bad_answers(knob: Any) -> None:
+    if knob is None:
+        return
+    if not isinstance(knob, dict):
+        raise ValueError("bad_answers must be an object of deployment names to {wrong_rate, empty_rate, ...}")
+    for name, spec in knob.items():
+        if not isinstance(spec, dict) or set(spec) - {"wrong_rate", "empty_rate", "error_rate", "latency_ms"}:
+            raise ValueError(f"bad_answers.{name}: expected wrong_rate, empty_rate, error_rate, latency_ms")
+        rates = [spec.get(k, 0) for k in ("wrong_rate", "empty_rate", "error_rate")]
+        if not all(isinstance(r, int | float) and 0 <= r <= 1 for r in rates) or sum(rates) > 1:
+            raise ValueError(f"bad_answers.{name}: rates are numbers in [0, 1] adding up to at most 1")
+        latency = spec.get("latency_ms", 0)
+        if not isinstance(latency, int | float) or latency < 0:
+            raise ValueError(f"bad_answers.{name}.latency_ms: expected zero or more")

@@ -184,7 +184,7 @@ def _services(emu: Emulator, name: str) -> dict[str, Any]:
         },
         "Studio": {
             "jobServiceType": "Studio",
-            "endpoint": f"https://ml.azure.com/runs/{name}?wsid={emu.ws_id}&tid={emu.identity['tenant_id']}",
+            "endpoint": f"https://ml.azure.com/runs/{name}?wsid={emu.ws_id}",  # the SDK appends &tid= itself
             "status": None,
             "errorMessage": None,
             "properties": None,

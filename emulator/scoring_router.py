@@ -9,6 +9,7 @@ every control-plane change) so it stays fast; it is a raw ASGI app without routi
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import random
@@ -26,6 +27,7 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 PREFIX = "/endpoints/"
+WRONG_ANSWER = "I am not able to help with that, but I hope you have a wonderful day."
 
 
 async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
@@ -49,6 +51,20 @@ class ScoringRouter:
     async def _error(self, send: Send, status: int, message: str, request_id: bytes) -> None:
         body = json.dumps({"message": message}).encode()
         await _send(send, status, body, _json_headers([(b"x-request-id", request_id)]))
+
+    async def _bad_answer(self, send: Send, scope: Scope, fault: str, deployment: str, request_id: bytes) -> None:
+        """The ``bad_answers`` fault knob: the deployment answers, but badly (its scorer is not called)."""
+        headers = [(b"azureml-model-deployment", deployment.encode()), (b"x-request-id", request_id)]
+        if fault == "error":
+            body = json.dumps({"error": {"code": "InternalServerError", "message": "generation failed"}}).encode()
+            await _send(send, 500, body, _json_headers(headers))
+            return
+        text = "" if fault == "empty" else WRONG_ANSWER
+        if b"text/event-stream" in dict(scope.get("headers") or []).get(b"accept", b""):
+            events = (b"data: " + json.dumps({"0": text}).encode() + b"\n\n" if text else b"") + b"data: [DONE]\n\n"
+            await _send(send, 200, events, [(b"content-type", b"text/event-stream"), *headers])
+            return
+        await _send(send, 200, json.dumps([{"0": text}]).encode(), _json_headers(headers))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -128,6 +144,12 @@ class ScoringRouter:
             )
             return
         port, timeout = target
+        delay, fault = self.emu.faults.answer_fault(endpoint, deployment)
+        if delay:
+            await asyncio.sleep(delay)
+        if fault is not None:
+            await self._bad_answer(send, scope, fault, deployment, request_id)
+            return
         chunks = []
         more = True
         while more:

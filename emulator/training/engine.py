@@ -117,6 +117,35 @@ class TrainResult:
     samples: int
     # The eval loss of the final weights when training ended on an evaluation (saves evaluating twice).
     final_eval_loss: float | None
+    # Early stopping: the step it stopped at (None: it ran to the end) and the best checkpoint kept
+    stopped_early_at: int | None = None
+    best_step: int | None = None
+    best_eval_loss: float | None = None
+
+
+class EarlyStopping:
+    """HF's EarlyStoppingCallback on the eval loss, with ``load_best_model_at_end``: the best weights are
+    kept in memory (one checkpoint: what ``save_total_limit`` bounds) and restored when training ends."""
+
+    def __init__(self, model: Any, params: TrainParams) -> None:
+        self.model = model
+        self.patience, self.threshold = params.early_stopping_patience, params.early_stopping_threshold
+        self.best: float | None = None
+        self.best_step: int | None = None
+        self.bad = 0
+        self._weights: dict[str, Any] | None = None
+
+    def should_stop(self, step: int, eval_loss: float) -> bool:
+        if self.best is None or self.best - eval_loss > self.threshold:
+            self.best, self.best_step, self.bad = eval_loss, step, 0
+            self._weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            return False
+        self.bad += 1
+        return self.bad >= self.patience
+
+    def restore_best(self) -> None:
+        if self._weights is not None:
+            self.model.load_state_dict(self._weights)
 
 
 def _optimizer(model: Any, params: TrainParams) -> Any:
@@ -165,6 +194,8 @@ def finetune(model: Any, examples: list[Example], params: TrainParams, pad_id: i
     run_loss = run_count = 0.0
     last_eval: float | None = None
     last_eval_step = -1
+    stopper = EarlyStopping(model, params) if params.apply_early_stopping and eval_fn is not None else None
+    stopped: int | None = None
     for epoch in range(epochs_needed):
         generator = torch.Generator().manual_seed(params.seed + epoch)
         order = torch.randperm(len(examples), generator=generator).tolist()
@@ -202,19 +233,35 @@ def finetune(model: Any, examples: list[Example], params: TrainParams, pad_id: i
                 last_eval, last_eval_step = eval_fn(), step
                 reporter.metric(step=step, epoch=round(epoch_progress, 4), eval_loss=round(last_eval, 5))
                 reporter.log(f"step {step} eval_loss {last_eval:.4f}")
+                if stopper is not None and stopper.should_stop(step, last_eval):
+                    stopped = step
+                    break
             if step >= total_steps:
                 break
-        if eval_fn is not None and params.evaluation_strategy == "epoch":
+        if stopped is None and eval_fn is not None and params.evaluation_strategy == "epoch":
             last_eval, last_eval_step = eval_fn(), step
             reporter.metric(step=step, epoch=round(samples / len(examples), 4), eval_loss=round(last_eval, 5))
             reporter.log(f"epoch {epoch + 1} eval_loss {last_eval:.4f}")
-        if step >= total_steps:
+            if stopper is not None and stopper.should_stop(step, last_eval) and step < total_steps:
+                stopped = step
+        if step >= total_steps or stopped is not None:
             break
     runtime = time.monotonic() - started
+    final = last_eval if last_eval_step == step else None
+    if stopper is not None and stopper.best_step is not None:
+        if stopped is not None:
+            reporter.log(f"early stopping at step {stopped}: eval_loss did not improve by more than "
+                         f"{params.early_stopping_threshold:g} for {params.early_stopping_patience} evaluation(s)")
+        if stopper.best_step != step:
+            stopper.restore_best()
+            final = stopper.best
+            reporter.log(f"best checkpoint: step {stopper.best_step} (eval_loss {stopper.best:.4f}) restored")
     model.eval()
     return TrainResult(steps=step, epochs=round(samples / len(examples), 4),
                        train_loss=run_loss / max(run_count, 1), runtime=runtime, samples=samples,
-                       final_eval_loss=last_eval if last_eval_step == step else None)
+                       final_eval_loss=final, stopped_early_at=stopped,
+                       best_step=stopper.best_step if stopper else None,
+                       best_eval_loss=stopper.best if stopper else None)
 
 
 def convert(model: Any, tokenizer: Any, output: Path, metadata: dict[str, Any],

@@ -46,6 +46,12 @@ class TrainParams:
     logging_steps: int = 10
     evaluation_strategy: str = "epoch"
     eval_steps: int = 500
+    # Early stopping (HF EarlyStoppingCallback with load_best_model_at_end): on the eval loss
+    apply_early_stopping: bool = False
+    early_stopping_patience: int = 1
+    early_stopping_threshold: float = 0.0
+    metric_for_best_model: str = "loss"
+    save_total_limit: int = -1
 
 
 def _as_bool(name: str, value: Any) -> bool:
@@ -129,6 +135,17 @@ def _check(p: TrainParams) -> None:
         problems.append(f"lr_scheduler_type {p.lr_scheduler_type!r} is not one of {', '.join(SCHEDULERS)}")
     if p.optim not in OPTIMIZERS:
         problems.append(f"optim {p.optim!r} is not one of {', '.join(OPTIMIZERS)}")
+    if p.early_stopping_patience < 1:
+        problems.append("early_stopping_patience must be >= 1")
+    if p.early_stopping_threshold < 0:
+        problems.append("early_stopping_threshold must be >= 0")
+    if p.save_total_limit == 0 or p.save_total_limit < -1:
+        problems.append("save_total_limit must be -1 or a positive integer")
+    if p.apply_early_stopping and p.metric_for_best_model != "loss":
+        problems.append(f"metric_for_best_model {p.metric_for_best_model!r}: the CPU trainer stops early on "
+                        "'loss' only (f1 and exact need generation at every evaluation)")
+    if p.apply_early_stopping and p.evaluation_strategy not in ("epoch", "steps"):
+        problems.append("apply_early_stopping needs evaluations: evaluation_strategy 'epoch' or 'steps'")
     if p.evaluation_strategy not in ("epoch", "steps", "no", "disable"):
         problems.append(f"evaluation_strategy {p.evaluation_strategy!r} is not one of epoch, steps, disable")
     if problems:

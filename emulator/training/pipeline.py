@@ -103,6 +103,8 @@ def finetune(job: Job, reporter: Reporter) -> None:
     else:
         reporter.log("full fine-tuning (apply_lora is false)")
     pad_id = int(job.tokenizer.pad_token_id)
+    if p.apply_early_stopping and not job.test_examples:
+        raise StageError("finetune", "apply_early_stopping needs validation data: the job has no test split")
 
     def eval_fn() -> float:
         return engine.evaluate(job.model, job.test_examples, p.per_device_eval_batch_size, pad_id)
@@ -191,6 +193,8 @@ def run(job: Job, reporter: Reporter) -> dict[str, Any]:
         train_loss=round(r.train_loss, 5), train_runtime=round(r.runtime, 3), train_steps=r.steps, epoch=r.epochs,
         train_samples=len(job.train_examples), eval_samples=len(job.test_examples),
         train_samples_per_second=round(r.samples / r.runtime, 3) if r.runtime > 0 else None,
+        **({"stopped_early_at_step": r.stopped_early_at} if r.stopped_early_at is not None else {}),
+        **({"best_step": r.best_step} if r.best_step is not None else {}),
         total_runtime=round(time.monotonic() - started, 3),
     )
     reporter.metric(**job.summary)

@@ -205,7 +205,8 @@ class ValidationReport:
             errors = f"{self.error_count:,} error{'' if self.error_count == 1 else 's'}"
             return f"INVALID: {errors} in {rows:,} rows — {head}{more}"
         kept = sum(s.valid_rows for s in self.files.values())
-        warned = f", {len(self.warnings)} warning codes" if self.warnings else ""
+        count = len(self.warnings)
+        warned = f", {count} warning code{'' if count == 1 else 's'}" if self.warnings else ""
         if self.dropped.count:
             return (
                 f"VALID: {kept:,} of {rows:,} rows kept; {self.dropped.count:,} invalid rows dropped "

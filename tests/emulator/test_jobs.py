@@ -106,3 +106,11 @@ def test_child_runs_via_run_history(emu: Admin) -> None:
     details = emu.http.get(emu.url(f"/history/v1.0{ws_path}/runs/{children[3]['runId']}/details")).json()
     log_url = details["logFiles"]["user_logs/std_log.txt"]
     assert "step 3 train_loss" in emu.http.get(log_url).text
+
+
+def test_the_studio_url_carries_the_tenant_once(emu: Admin, ml: Any) -> None:
+    """The SDK appends ``&tid=`` from the caller's token to the job's Studio service endpoint, as Azure's
+    endpoint has none of its own."""
+    job, _ = helpers.submit_job(emu)
+    url = ml.jobs.get(job).studio_url
+    assert url.startswith(f"https://ml.azure.com/runs/{job}?wsid=") and url.count("tid=") == 1, url

@@ -87,6 +87,11 @@ def test_no_sink_means_no_split(tmp_path: Path) -> None:
 def test_hash_split_that_leaves_test_empty_warns(tmp_path: Path) -> None:
     report, _ = run(write_jsonl(tmp_path, [conv(i) for i in range(12)]), test_fraction=1e-9)
     assert report.valid and "empty_test_split" in report.warnings
+    headline = report.summary().splitlines()[0]
+    assert headline.endswith(f", {len(report.warnings)} warning codes"), headline
+    one = ValidationReport.from_dict({**report.to_dict(), "warnings": {"empty_test_split": report.to_dict()[
+        "warnings"]["empty_test_split"]}})
+    assert one.summary().splitlines()[0].endswith(", 1 warning code"), one.summary()  # not "1 warning codes"
 
 
 # -- policies --------------------------------------------------------------------------------------
