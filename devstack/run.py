@@ -177,8 +177,12 @@ def base_answers(prompts: list[list[dict[str, str]]], max_new_tokens: int) -> li
     weights, greedy as the evaluation's calls are."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     from emulator.basemodel import ensure_base_model
+
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no "Loading weights" bar in the summary
     from emulator.config import EmulatorConfig
 
     folder = ensure_base_model(EmulatorConfig(data_dir=Path(".")).cache_dir)
@@ -240,6 +244,13 @@ def judged(stack: LocalStack, console: Console, run: dict[str, Any]) -> None:
     names = {**evaluation.get("deployments", {}), "base": f"{LOCAL_BASE_MODEL}, local"}
     console.say(f"evaluation on the dataset's own held-out split ({len(examples)} examples, {evaluation['report']}):")
     print("\n".join(evaluation_table(scores, names)))
+    training = evaluation.get("training") or {}
+    if "eval_loss" in training:
+        stopped = (f"; stopped early at step {training['stopped_early_at_step']:g}"
+                   if "stopped_early_at_step" in training else "")
+        console.say(f"the job's own losses: train {training.get('train_loss', float('nan')):.3f}, eval "
+                    f"{training['eval_loss']:.3f} (base model {training.get('base_eval_loss', float('nan')):.3f})"
+                    f"{stopped}")
     outcome = "promoted" if verdict.get("promote") else "not promoted"
     console.say(f"gate: {outcome}: {verdict.get('reason')}")
     print("answers from the held-out split:")
@@ -270,6 +281,8 @@ def write_env(stack: LocalStack, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["# the kept `make run KEEP=1` stack; valid while it runs (removed when it stops)"]
     lines += [f"export {name}={shlex.quote(str(value))}" for name, value in values.items()]
+    venv = Path(sys.executable).parent  # the interpreter running the stack: the one `python -m cli` must be
+    lines.append(f'export PATH={shlex.quote(str(venv))}:"$PATH"')
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o600)  # it holds the host's keys and the storage key
 

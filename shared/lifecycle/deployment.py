@@ -159,7 +159,7 @@ def _judge(ctx: Services, run: Run, endpoint: Mapping[str, Any], evaluate: bool)
         if report == runner.MORE:
             ctx.work.send_json({"kind": DEPLOY, "run_id": run.run_id})  # the next chunk
         return False, run
-    summary = evaluation_summary(s, report)
+    summary = {**evaluation_summary(s, report), "training": training_losses(ctx, run)}
     if summary["verdict"]["promote"]:
         log.info("run %s: promoted: %s", run.run_id, summary["verdict"]["reason"])
         return True, ctx.runs.update(run.run_id, lambda r: _set_evaluation(r, summary))
@@ -181,6 +181,26 @@ def evaluation_summary(s: Settings, report: dict[str, Any]) -> dict[str, Any]:
     return {"report": runner.report_key(report["run_id"]), "examples": len(report["examples"]),
             "deployments": report["deployments"], "scores": report["scores"], "verdict": verdict.to_dict(),
             "samples": samples, "finished_at": report.get("finished_at")}
+
+
+def training_losses(ctx: Services, run: Run) -> dict[str, float]:
+    """The job's own final losses, as registration tagged them on the model (``metrics.*``)."""
+    from shared.azureml.sdk import azure_errors
+
+    name, version = str(run.model).rsplit(":", 1)
+    try:
+        with azure_errors(f"reading model {run.model}"):
+            model_tags = ctx.ml.workspace.models.get(name, version=version).tags or {}
+    except Exception as exc:  # the comparison stands without them
+        log.info("run %s: no training metrics for the evaluation (%s)", run.run_id, exc)
+        return {}
+    found = {}
+    for key in ("train_loss", "eval_loss", "base_eval_loss", "train_steps", "stopped_early_at_step", "best_step"):
+        try:
+            found[key] = float(model_tags[f"metrics.{key}"])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return found
 
 
 def _set_evaluation(run: Run, summary: dict[str, Any]) -> bool:

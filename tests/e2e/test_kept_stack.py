@@ -46,7 +46,7 @@ def test_the_readme_cli_commands_work_against_a_kept_stack():
         run_id = re.search(r"^run ([0-9a-f]{20}): DEPLOYED", out, re.M)
         assert run_id, out[-3000:]
         status = [c.replace("3f2a9c", run_id.group(1)[:6]) for c in readme_block("python -m cli status")]
-        commands = [*status, *readme_block("source .data/stack.env")]
+        commands = [*status, *readme_block("python -m cli score")]
         assert commands[0] == "python -m cli status" and any(c.startswith("source") for c in commands)
         # a new shell in the project root, none of the stack's variables in it: `source` first, as the README says
         script = "set -e\nsource .data/stack.env\n" + "\n".join(f"echo '$ {c}'\n{c}" for c in commands)

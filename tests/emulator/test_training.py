@@ -237,12 +237,16 @@ def test_early_stopping_stops_and_restores_the_best_checkpoint(base_model: Path,
     assert summary["eval_loss"] == pytest.approx(evals[2], abs=1e-4)  # the restored step-2 weights were evaluated
 
 
-def test_early_stopping_parameters_are_checked(base_model: Path, tmp_path: Path) -> None:
-    train_file, test_file = split(tmp_path, 4, 2)
+def test_early_stopping_parameters_are_checked() -> None:
     for params, message in (
         ({"apply_early_stopping": "true", "early_stopping_patience": "0"}, "early_stopping_patience must be >= 1"),
         ({"apply_early_stopping": "true", "metric_for_best_model": "f1"}, "stops early on 'loss' only"),
         ({"apply_early_stopping": "true", "evaluation_strategy": "disable"}, "needs evaluations"),
+        ({"save_total_limit": "0"}, "save_total_limit must be -1 or a positive integer"),
     ):
-        proc = train(base_model, tmp_path, train_file, test_file, params)
-        assert proc.returncode != 0 and message in proc.stderr.strip().splitlines()[-1], proc.stderr[-500:]
+        with pytest.raises(StageError, match=message):
+            parse_params(params)
+    parsed, notes = parse_params({"apply_early_stopping": "true", "early_stopping_patience": "3",
+                                  "early_stopping_threshold": "0.01", "save_total_limit": "2"})
+    assert (parsed.apply_early_stopping, parsed.early_stopping_patience, parsed.early_stopping_threshold,
+            parsed.save_total_limit) == (True, 3, 0.01, 2) and notes == []

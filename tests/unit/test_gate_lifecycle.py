@@ -90,6 +90,7 @@ def test_an_event_never_evaluates_it_hands_the_evaluation_to_the_work_queue(worl
     assert run.evaluation["examples"] == 10 and run.evaluation["scores"]["candidate"]["exact_match"] == 1.0
     assert set(run.evaluation["deployments"]) == {"candidate"}
     assert run.evaluation["samples"][0]["reference"] == "The capital of France is Paris."
+    assert run.evaluation["training"]["eval_loss"] == 1.25  # the job's own final metrics, from the model's tags
     assert len(fake.arm.invocations) == 1 + 10
     assert all(i["deployment"] == run.deployment for i in fake.arm.invocations)
 
