@@ -8,19 +8,17 @@ instances never move it backwards. The write runs on a background thread, never 
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
 
+from shared.background import BackgroundFlush
 from shared.errors import ConflictError
 from shared.records import RecordStore
 
-log = logging.getLogger(__name__)
 PREFIX = "activity/"
 
 
@@ -60,8 +58,7 @@ class Activity:
         self._pending: dict[str, datetime] = {}
         self._flushed_at: dict[str, datetime] = {}
         self._lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
-        self._scheduled = False
+        self._background = BackgroundFlush(self.flush, "endpoint activity")
 
     def touch(self, endpoint: str) -> None:
         """Record a scoring call (O(1) on the request path)."""
@@ -70,22 +67,8 @@ class Activity:
             self._pending[endpoint] = now
             last = self._flushed_at.get(endpoint)
             due = last is None or (now - last).total_seconds() >= self._flush_every
-            if not due or self._scheduled:
-                return
-            self._scheduled = True
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneflow-activity")
-            executor = self._executor
-        executor.submit(self._background_flush)
-
-    def _background_flush(self) -> None:
-        try:
-            self.flush()
-        except Exception as exc:  # storage trouble must never surface on the scoring path
-            log.warning("could not record endpoint activity: %s", type(exc).__name__)
-        finally:
-            with self._lock:
-                self._scheduled = False
+        if due:
+            self._background.schedule()
 
     def flush(self) -> None:
         with self._lock:

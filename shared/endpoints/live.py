@@ -10,19 +10,17 @@ them to compare its candidate with the deployment that serves (``window``).
 from __future__ import annotations
 
 import bisect
-import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
 
+from shared.background import BackgroundFlush
 from shared.errors import ConflictError
 from shared.records import RecordStore
 
-log = logging.getLogger(__name__)
 PREFIX = "live/"
 BUCKET_S = 10
 KEEP_S = 6 * 3600  # a bake longer than this judges on its last six hours
@@ -75,8 +73,7 @@ class LiveStats:
         self._pending: dict[tuple[str, str], dict[int, list[int]]] = {}
         self._lock = threading.Lock()
         self._flushed_at: datetime | None = None
-        self._scheduled = False
-        self._executor: ThreadPoolExecutor | None = None
+        self._background = BackgroundFlush(self.flush, "live traffic")
 
     def observe(self, endpoint: str, deployment: str | None, status: int, latency_ms: float) -> None:
         """Count one scoring call (which deployment answered it, how, how fast)."""
@@ -90,21 +87,8 @@ class LiveStats:
             row[1] += failed(status)
             row[2 + bisect.bisect_left(EDGES_MS, latency_ms)] += 1
             due = self._flushed_at is None or (now - self._flushed_at).total_seconds() >= self._flush_every
-            if not due or self._scheduled:
-                return
-            self._scheduled = True
-            self._executor = self._executor or ThreadPoolExecutor(1, thread_name_prefix="tuneflow-live")
-            executor = self._executor
-        executor.submit(self._background_flush)
-
-    def _background_flush(self) -> None:
-        try:
-            self.flush()
-        except Exception as exc:  # storage trouble must never surface on the scoring path
-            log.warning("could not record live traffic: %s", type(exc).__name__)
-        finally:
-            with self._lock:
-                self._scheduled = False
+        if due:
+            self._background.schedule()
 
     def flush(self) -> None:
         with self._lock:

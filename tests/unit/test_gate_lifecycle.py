@@ -44,13 +44,18 @@ def right(_: str, body: dict) -> str:
     return f"The capital of {country} is {capital}." if capital else "Hello."  # the smoke test asks 2 + 2
 
 
-@pytest.fixture
-def world():
+def gate_world(**env: str):
+    """(services, fakes) with the gate on, a test split of capital questions and a deployment answering them."""
     fake = SimpleNamespace(workspace=FakeWorkspace(), arm=FakeOnlineEndpoints(), work=FakeQueue(),
                            test_split=[row(c, cap) for c, cap in CAPITALS])
     fake.add_job = fake.workspace.add_job
     fake.arm.answer = right
-    return services(fake, TUNEFLOW_GATE_ENABLED="true"), fake
+    return services(fake, TUNEFLOW_GATE_ENABLED="true", **env), fake
+
+
+@pytest.fixture
+def world():
+    return gate_world()
 
 
 def work(ctx, fake) -> list[str]:
@@ -222,17 +227,13 @@ def test_deploy_messages_for_runs_that_moved_on_or_never_existed_are_acknowledge
 
 # ------------------------------------------------------------------------------------------ canary rollouts
 
-CANARY = {"TUNEFLOW_GATE_ENABLED": "true", "TUNEFLOW_ROLLOUT_STRATEGY": "canary", "TUNEFLOW_ROLLOUT_STEPS": "10,50,100",
+CANARY = {"TUNEFLOW_ROLLOUT_STRATEGY": "canary", "TUNEFLOW_ROLLOUT_STEPS": "10,50,100",
           "TUNEFLOW_ROLLOUT_BAKE_MINUTES": "0.01", "TUNEFLOW_ROLLOUT_MIN_REQUESTS": "5"}
 
 
 @pytest.fixture
 def canary_world():
-    fake = SimpleNamespace(workspace=FakeWorkspace(), arm=FakeOnlineEndpoints(), work=FakeQueue(),
-                           test_split=[row(c, cap) for c, cap in CAPITALS])
-    fake.add_job = fake.workspace.add_job
-    fake.arm.answer = right
-    return services(fake, **CANARY), fake
+    return gate_world(**CANARY)
 
 
 def live_calls(ctx, deployment: str, n: int, status: int = 200, ms: float = 80.0) -> None:
