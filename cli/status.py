@@ -187,6 +187,38 @@ def render_runs(runs: Sequence[Run], now: datetime) -> str:
     return _table(rows)
 
 
+def training_line(progress: dict[str, Any] | None) -> str | None:
+    """``step 12/40 (30%), epoch 0.60, train loss 1.234, eval loss 1.300, ETA 42s`` from a run's progress."""
+    if not progress or progress.get("step") is None:
+        return None
+    total = progress.get("total_steps")
+    parts = [f"step {progress['step']}/{total} ({progress['step'] / total:.0%})" if total else
+             f"step {progress['step']}"]
+    if progress.get("epoch") is not None:
+        parts.append(f"epoch {progress['epoch']:.2f}")
+    for key, label in (("train_loss", "train loss"), ("eval_loss", "eval loss")):
+        if progress.get(key) is not None:
+            parts.append(f"{label} {progress[key]:.3f}")
+    if progress.get("eta_s") is not None:
+        parts.append(f"ETA {duration(float(progress['eta_s']))}")
+    return ", ".join(parts)
+
+
+def evaluation_line(evaluation: dict[str, Any] | None) -> str | None:
+    verdict = (evaluation or {}).get("verdict")
+    if not verdict:
+        return None
+    return f"{'promoted' if verdict.get('promote') else 'not promoted'}: {verdict.get('reason')}"
+
+
+def rollout_line(rollout: dict[str, Any] | None) -> str | None:
+    if not rollout:
+        return None
+    if rollout.get("reason"):
+        return f"rolled back at {rollout.get('share')}%: {rollout['reason']}"
+    return f"canary at {rollout.get('share')}% since {_clock(str(rollout.get('since') or ''))}"
+
+
 def render_run(run: Run, now: datetime) -> str:
     lines = [f"run {run.run_id}: {run.state.value}"]
     sources = f" ({', '.join(run.sources)})" if run.sources and run.sources != [run.dataset] else ""
@@ -195,6 +227,8 @@ def render_run(run: Run, now: datetime) -> str:
         ("base model", run.base_model),
         ("report", run.report_path), ("summary", run.summary), ("job", run.job_name), ("studio", run.studio_url),
         ("model", run.model), ("endpoint", run.endpoint), ("deployment", run.deployment),
+        ("training", training_line(run.progress) if run.state.value in ("SUBMITTED", "RUNNING") else None),
+        ("evaluation", evaluation_line(run.evaluation)), ("rollout", rollout_line(run.rollout)),
         ("error", run.last_error), ("created", _clock(run.created_at)), ("updated", _clock(run.updated_at)),
     ]
     width = max(len(label) for label, _ in details)

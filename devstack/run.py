@@ -110,7 +110,7 @@ def follow(stack: LocalStack, blob_name: str, console: Console, timeout: float) 
             if run["state"] in TERMINAL:
                 return run
             if run["state"] == "RUNNING" and run.get("job_name"):
-                console.tick(training_status(stack, run["job_name"]))
+                console.tick(progress_bar(run.get("progress")) or training_status(stack, run["job_name"]))
             elif run["state"] == "DEPLOYING":
                 console.tick(f"deploying {run.get('deployment')} to {run.get('endpoint')}: provisioning, then "
                              "evaluating it on the held-out split")
@@ -143,6 +143,19 @@ def describe(transition: dict[str, Any], run: dict[str, Any]) -> str:
 def promoted(run: dict[str, Any]) -> str:
     verdict = (run.get("evaluation") or {}).get("verdict") or {}
     return "smoke test passed" if verdict.get("rule") in (None, "disabled") else "evaluated and promoted by the gate"
+
+
+def progress_bar(progress: dict[str, Any] | None, width: int = 24) -> str | None:
+    """``training [#########---------------] step 12/40, epoch 0.60, train loss 1.234, ETA 42s`` from the
+    run's progress (what `GET /api/runs/{id}` carries while it trains)."""
+    from cli.status import training_line
+
+    line = training_line(progress)
+    if line is None or progress is None:
+        return None
+    total, step = progress.get("total_steps"), progress.get("step") or 0
+    done = round(width * min(1.0, step / total)) if total else 0
+    return f"training [{'#' * done}{'-' * (width - done)}] {line}"
 
 
 def training_status(stack: LocalStack, job: str) -> str:

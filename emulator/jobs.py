@@ -555,8 +555,12 @@ class JobRunner:
                     self._step_log(self._run_id(name, self._running_step(name) or "validation"), line)
 
         async def poll_stages() -> None:
+            ticks = 0
             while proc.returncode is None:
                 follow_stages()
+                ticks += 1
+                if ticks % 8 == 0:  # every 2 s: the job's metrics grow while it trains, as Azure ML's do
+                    self._record_metrics(name)
                 await asyncio.sleep(0.25)
 
         poller = asyncio.get_running_loop().create_task(poll_stages())
@@ -596,9 +600,10 @@ class JobRunner:
                 continue
             if "step" in row:
                 if "train_loss" in row:
-                    train.append({"step": row["step"], "train_loss": row["train_loss"]})
+                    train.append({k: row[k] for k in ("step", "train_loss", "learning_rate", "epoch", "time")
+                                  if k in row})
                 if "eval_loss" in row:
-                    evals.append({"step": row["step"], "eval_loss": row["eval_loss"]})
+                    evals.append({k: row[k] for k in ("step", "eval_loss", "epoch", "time") if k in row})
                 continue
             summary.update({k: v for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool)})
         metrics: dict[str, Any] = {"train_loss_history": train, "eval_loss_history": evals}

@@ -493,15 +493,14 @@ async def mlflow_metric_history(request: Request) -> Response:
     if doc is None:
         return arm.error(404, "RESOURCE_DOES_NOT_EXIST", f"Run '{run_id}' not found.")
     metrics = doc.get("metrics") or {}
-    if key == "train_loss":
-        history = [
-            {"key": key, "value": row["train_loss"], "timestamp": 0, "step": row.get("step") or i}
-            for i, row in enumerate(metrics.get("train_loss_history", []))
-        ]
-    elif isinstance(metrics.get(key), int | float):
+    # Per-step series as the trainer logged them (train rows carry loss, learning rate and epoch; eval rows
+    # eval loss and epoch), else a final value at step 0; MLflow's shape: key, value, timestamp (ms), step.
+    series = [*metrics.get("train_loss_history", []), *metrics.get("eval_loss_history", [])]
+    history = [{"key": key, "value": row[key], "timestamp": int(row.get("time", 0)), "step": int(row.get("step", i))}
+               for i, row in enumerate(series) if isinstance(row.get(key), int | float)]
+    if not history and isinstance(metrics.get(key), int | float):
         history = [{"key": key, "value": metrics[key], "timestamp": 0, "step": 0}]
-    else:
-        history = []
+    history.sort(key=lambda m: m["step"])
     return arm.json_response({"metrics": history})
 
 

@@ -109,6 +109,14 @@ async def run(req: Request) -> Response:
     return await _sync(req, routes.get_run)
 
 
+@bp.function_name("api_run_metrics")
+@bp.route(route="runs/{id}/metrics", methods=["GET"])
+async def run_metrics(req: Request) -> Response:
+    from shared.api import routes
+
+    return await _sync(req, routes.run_metrics)
+
+
 @bp.function_name("api_run_cancel")
 @bp.route(route="runs/{id}/cancel", methods=["POST"], auth_level=TEARDOWN_AUTH)
 async def run_cancel(req: Request) -> Response:

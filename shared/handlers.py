@@ -118,10 +118,11 @@ async def on_score_job(text: str, svc: Services | None = None) -> str:
 
 async def on_work(text: str, svc: Services | None = None) -> str:
     """A message of the work queue: a folder to read once settled, a source to prepare, a run webhook, a
-    deploying run to move on (its next evaluation chunk).
+    deploying run to move on (its next evaluation chunk, its canary's next look), a training run's progress.
     A malformed message is logged and dropped; storage trouble raises, so the host retries the message."""
     import asyncio
 
+    from shared.lifecycle import progress
     from shared.lifecycle.rollout import DEPLOY
     from shared.webhooks.runs import KIND as NOTIFY
     from shared.webhooks.runs import deliver
@@ -138,6 +139,8 @@ async def on_work(text: str, svc: Services | None = None) -> str:
     run_id = message.get("run_id") if isinstance(message, dict) else None
     if kind == DEPLOY and is_run_id(run_id):
         return await asyncio.to_thread(_deploy, svc, str(run_id))
+    if kind == progress.KIND and is_run_id(run_id):
+        return await asyncio.to_thread(progress.poll, svc, str(run_id))
     if kind in ("settle", "source") and isinstance(folder, str) and folder.endswith("/") and len(folder) <= 1024:
         with span(f"ingest.{kind}", folder=folder):
             ingestor = svc.ingestor

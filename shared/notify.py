@@ -18,7 +18,7 @@ import orjson
 
 from shared.errors import TransientError
 from shared.records import RecordStore
-from shared.runs import Run
+from shared.runs import Run, now_iso
 
 if TYPE_CHECKING:
     import httpx
@@ -83,6 +83,16 @@ class Notifier:
                 self._records.delete(key)
                 sent += 1
         return sent
+
+    def announce(self, run: Run, kind: str, data: dict[str, Any]) -> None:
+        """An event that is no transition (training progress): sent at once, best effort, not queued — the
+        next one supersedes it."""
+        if not self.enabled:
+            return
+        try:
+            self._publish({"type": kind, "subject": f"runs/{run.run_id}", "time": now_iso(), "data": data})
+        except Exception as exc:
+            log.info("%s event for run %s not sent: %s", kind, run.run_id, type(exc).__name__)
 
     def _publish(self, payload: dict[str, Any]) -> None:
         assert self._publisher is not None  # enabled

@@ -124,6 +124,8 @@ class Run:
     evaluation: dict[str, Any] | None = None
     # A progressive rollout's position and evidence (see shared.lifecycle.rollout): a crash resumes it
     rollout: dict[str, Any] | None = None
+    # Training progress while the job runs (see shared.lifecycle.progress): step, total, epoch, losses, ETA
+    progress: dict[str, Any] | None = None
     stalled_passes: int = 0  # reconciler passes in a row that failed on this run (see shared.lifecycle.reconcile)
     created_at: str = field(default_factory=now_iso)
     updated_at: str = field(default_factory=now_iso)

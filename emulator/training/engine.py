@@ -180,6 +180,7 @@ def finetune(model: Any, examples: list[Example], params: TrainParams, pad_id: i
     optimizer = _optimizer(model, params)
     scheduler = get_scheduler(params.lr_scheduler_type, optimizer, num_warmup_steps=params.warmup_steps,
                               num_training_steps=total_steps)
+    reporter.metric(total_steps=total_steps)  # the job's plan: how far its steps will go
     reporter.log(
         f"{len(examples)} examples, batch {params.per_device_train_batch_size} x accumulation "
         f"{params.gradient_accumulation_steps}, {total_steps} steps over {epochs_needed} epoch(s), "

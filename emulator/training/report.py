@@ -55,6 +55,8 @@ class Reporter:
 
     def metric(self, **values: Any) -> None:
         if self._metrics is not None:
+            if "step" in values:  # when it was logged: what MLflow's metric history carries (ms)
+                values = {**values, "time": int(time.time() * 1000)}
             self._metrics.write(json.dumps(values) + "\n")
             self._metrics.flush()
 

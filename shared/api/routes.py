@@ -278,6 +278,26 @@ def get_run(request: Request, ctx: Services) -> Response:
 
 
 @route
+def run_metrics(request: Request, ctx: Services) -> Response:
+    """The run's training metrics, every step, read from its job as Azure ML exposes them (MLflow)."""
+    from shared.lifecycle import progress
+
+    run_id = request.route_params.get("id", "")
+    try:
+        run = ctx.runs.get(run_id)
+    except InputError:
+        run = None
+    if run is None:
+        raise ApiError(404, f"no run {run_id!r}", code="run_not_found", param="id")
+    if not run.job_name:
+        raise ApiError(409, f"run {run_id} has no training job ({run.state}): no metrics to show",
+                       code="no_training_job", param="id")
+    found = progress.series(ctx.control, run.job_name)
+    return json_response(200, {"run_id": run.run_id, "job_name": run.job_name, "state": run.state.value,
+                               "progress": progress.summary(found), "series": found})
+
+
+@route
 def cancel_run(request: Request, ctx: Services) -> Response:
     from shared.lifecycle.cancel import cancel_run as cancel
 

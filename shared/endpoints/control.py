@@ -176,12 +176,16 @@ class ControlPlane:
         target = self._target()
         return f"{target.arm_base}{target.workspace_path}{path}"
 
-    def call(self, method: str, url: str, body: Any = None, *, what: str) -> httpx.Response:
-        """One request: ResourceNotFound on 404, TransientError on throttling/5xx/network, AzureMLError else."""
+    def workspace_path(self) -> str:
+        return self._target().workspace_path
+
+    def call(self, method: str, url: str, body: Any = None, *, what: str, scope: str | None = None) -> httpx.Response:
+        """One request: ResourceNotFound on 404, TransientError on throttling/5xx/network, AzureMLError else.
+        ``scope``: a data-plane service's (run history, MLflow), which takes no ARM api-version."""
         import httpx
 
-        token, _ = self.bearer()
-        params = None if "api-version=" in url else {"api-version": API_VERSION}
+        token, _ = self.bearer(scope)
+        params = None if "api-version=" in url or scope else {"api-version": API_VERSION}
         try:
             response = self._http().request(method, url, params=params, json=body, timeout=TIMEOUT_S,
                                             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})

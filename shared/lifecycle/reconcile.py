@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from shared.azureml.sdk import azure_errors, text
 from shared.errors import ResourceNotFound
-from shared.lifecycle import deployment, registration
+from shared.lifecycle import deployment, progress, registration
 from shared.runs import ACTIVE, NEXT, Run, RunState, finished
 
 if TYPE_CHECKING:
@@ -33,7 +33,9 @@ def reconcile_run(ctx: Services, run: Run, resubmit: Callable[[Run], object] | N
         with azure_errors(f"reading job {run.job_name}"):
             status = text(ctx.ml.workspace.jobs.get(run.job_name).status)
         if status in registration.RUNNING_STATUSES:
-            return ctx.runs.advance(run.run_id, RunState.RUNNING, note=f"job {status} (reconciled)")
+            run = ctx.runs.advance(run.run_id, RunState.RUNNING, note=f"job {status} (reconciled)")
+            progress.start(ctx, run)  # a lost poll chain starts again (a pending one is left alone)
+            return run
         if status in registration.FAILED_STATUSES:
             return registration.fail(ctx, run, status)
         if status == "Completed":

@@ -38,7 +38,9 @@ def on_run_event(ctx: Services, event: RunEvent) -> str:
         return "ignored"
     status = event.status or ""
     if status in RUNNING_STATUSES:
-        ctx.runs.advance(run.run_id, RunState.RUNNING, note=f"job {status}")
+        from shared.lifecycle import progress
+
+        progress.start(ctx, ctx.runs.advance(run.run_id, RunState.RUNNING, note=f"job {status}"))
         return "running"
     if status == "Completed":
         register(ctx, run)

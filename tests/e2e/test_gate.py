@@ -245,11 +245,32 @@ class Load:
 def test_a_good_canary_reaches_all_traffic_under_load_without_a_failed_call(stack, runs, better):
     serving: Run = runs.get(better["run"].run_id)
     assert serving.state == RunState.DEPLOYED
+    seen: list[dict[str, Any]] = []  # the run's training progress, as GET /api/runs/{id} showed it meanwhile
+
+    def watched() -> Run | None:
+        run = run_for(runs, "datasets/canary-good/", set(RunState))()
+        if run is not None and run.state == RunState.RUNNING:
+            shown = api(stack, "GET", f"/runs/{run.run_id}").json().get("progress") or {}
+            if shown.get("step"):
+                seen.append(shown)
+        return run if run is not None and run.state in SETTLED else None
+
     with Load(stack) as load:
-        drop(stack, "canary-good", {"train": "train.jsonl", "rollout": CANARY, "gate": OPEN_GATE},
+        drop(stack, "canary-good", {"train": "train.jsonl", "rollout": CANARY, "gate": OPEN_GATE,
+                                    "finetune": {"max_steps": 40, "logging_steps": 2}},
              {"train.jsonl": jsonl(list(generate(200, seed=4)))})
-        run = settled(runs, "canary-good")
+        run = wait_for(watched, 900, "the good canary's run to settle")
     assert run.state == RunState.DEPLOYED, f"{run.state}: {run.last_error}"
+    # live training progress: seen while it trained, every step in the metrics route, announced as events
+    assert seen and all(p["total_steps"] == 40 for p in seen), seen
+    assert seen[0]["step"] < 40 and [p["step"] for p in seen] == sorted(p["step"] for p in seen)
+    metrics = api(stack, "GET", f"/runs/{run.run_id}/metrics").json()
+    assert [r["step"] for r in metrics["series"]["train_loss"]] == list(range(2, 41, 2))
+    assert metrics["progress"]["step"] == 40 and len(metrics["series"]["learning_rate"]) == 20
+    events = [r["event"] for r in stack.admin("GET", "/topic/events")["value"]]
+    steps = [e["data"]["step"] for e in events
+             if e.get("type") == "tuneflow.run.progress" and e["subject"] == f"runs/{run.run_id}"]
+    assert steps and steps == sorted(steps), steps
     history = (run.rollout or {})["history"]
     assert [h["share"] for h in history] == [30] and history[0]["outcome"] == "baked"
     assert history[0]["candidate"]["requests"] >= 5 and history[0]["candidate"]["errors"] == 0

@@ -17,6 +17,7 @@ EXPECTED = {
     "api_models": ("httpTrigger", {"http"}),
     "api_model": ("httpTrigger", {"http"}),
     "api_run": ("httpTrigger", {"http"}),
+    "api_run_metrics": ("httpTrigger", {"http"}),
     "api_run_cancel": ("httpTrigger", {"http"}),
     "api_health": ("httpTrigger", {"http"}),
     "api_teardown_endpoint": ("httpTrigger", {"http"}),

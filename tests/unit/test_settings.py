@@ -57,7 +57,7 @@ def test_example_settings_file_and_readme_list_every_setting():
     example = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
     assert names <= set(example), f"missing from local.settings.json.example: {names - set(example)}"
     readme = (ROOT / "README.md").read_text()
-    documented = set(re.findall(r"`((?:TUNEFLOW|AZURE)_[A-Z_]+)`", readme))
+    documented = set(re.findall(r"`((?:TUNEFLOW|AZURE)_[A-Z0-9_]+)`", readme))
     assert names <= documented, f"missing from the README settings table: {names - documented}"
     # and the example parses as valid settings
     Settings.from_env({k: v for k, v in example.items() if k in names})
