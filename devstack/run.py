@@ -250,11 +250,16 @@ def judged(stack: LocalStack, console: Console, run: dict[str, Any]) -> None:
         return
     report = read_report(stack, evaluation["report"])
     examples = report["examples"]
-    base = base_answers([e["prompt"] for e in examples], int(stack.settings.get("TUNEFLOW_EVAL_MAX_NEW_TOKENS", 64)))
     scores = dict(evaluation["scores"])
-    scores["base"] = score((Outcome(text, ms), e["reference"]) for (text, ms), e in zip(base, examples, strict=True)
-                           ).to_dict()
-    names = {**evaluation.get("deployments", {}), "base": f"{LOCAL_BASE_MODEL}, local"}
+    names = dict(evaluation.get("deployments", {}))
+    if "base" in scores:  # eval.compare_base: the app evaluated it on its own deployment
+        base = [(str((report["outcomes"]["base"].get(str(e["index"])) or {}).get("answer")), 0.0) for e in examples]
+    else:  # scored here from the base model's local weights, on the same prompts
+        base = base_answers([e["prompt"] for e in examples],
+                            int(stack.settings.get("TUNEFLOW_EVAL_MAX_NEW_TOKENS", 64)))
+        scores["base"] = score((Outcome(text, ms), e["reference"])
+                               for (text, ms), e in zip(base, examples, strict=True)).to_dict()
+        names["base"] = f"{LOCAL_BASE_MODEL}, local"
     console.say(f"evaluation on the dataset's own held-out split ({len(examples)} examples, {evaluation['report']}):")
     print("\n".join(evaluation_table(scores, names)))
     training = evaluation.get("training") or {}
@@ -273,7 +278,8 @@ def judged(stack: LocalStack, console: Console, run: dict[str, Any]) -> None:
         print(f"  Q: {example['prompt'][-1]['content'][:90]!r}")
         print(f"     reference:  {example['reference'][:80]!r}")
         for role, done in outcomes.items():
-            print(f"     {role + ':':<11} {str((done.get(key) or {}).get('answer'))[:80]!r}")
+            if role != "base":
+                print(f"     {role + ':':<11} {str((done.get(key) or {}).get('answer'))[:80]!r}")
         print(f"     {'base:':<11} {base_text[:80]!r}")
 
 

@@ -81,6 +81,9 @@ class Emulator:
         self.identity = self._load_identity()
         self.operations = Operations(self)
         self.counters = RequestCounters()
+        from emulator.monitor import EndpointMetrics
+
+        self.metrics = EndpointMetrics()  # Azure Monitor's per-deployment request metrics (emulator.monitor)
         self.base_url = ""
         self.scoring_base = ""
         self.blob_proxy_port = 0

@@ -68,6 +68,7 @@ class Route:
     traffic: list[tuple[str, int]]
     deployments: dict[str, tuple[int, float]] = field(default_factory=dict)  # name → (port, timeout s)
     total: int = 0
+    mirror: list[tuple[str, int]] = field(default_factory=list)  # name → % of live calls copied to it
 
 
 class Deployments:
@@ -131,7 +132,8 @@ class Deployments:
             if props.get("provisioningState") == DELETING:
                 continue
             traffic = [(d, int(w)) for d, w in (props.get("traffic") or {}).items() if int(w) > 0]
-            route = Route(keys=(ep["keys"]["primaryKey"], ep["keys"]["secondaryKey"]), traffic=traffic)
+            route = Route(keys=(ep["keys"]["primaryKey"], ep["keys"]["secondaryKey"]), traffic=traffic,
+                          mirror=[(d, int(p)) for d, p in (props.get("mirrorTraffic") or {}).items() if int(p) > 0])
             route.total = sum(w for _, w in traffic)
             for key, dep in self.deps.items():
                 if dep["endpoint"] != name or key not in self.ready:

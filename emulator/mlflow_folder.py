@@ -169,10 +169,13 @@ def is_mlflow_folder(path: Path) -> bool:
 
 
 def load_for_inference(folder: Path) -> tuple[Any, Any]:
-    """(model in eval mode, tokenizer) from an MLflow model folder."""
+    """(model in eval mode, tokenizer) from an MLflow model folder (or a registry model's Hugging Face folder,
+    as a deployment of a base model from the registry serves it)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model_dir, tokenizer_dir = model_paths(folder)
+    folder = Path(folder)
+    plain = not is_mlflow_folder(folder) and (folder / "config.json").is_file()
+    model_dir, tokenizer_dir = (folder, folder) if plain else model_paths(folder)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     model: Any = AutoModelForCausalLM.from_pretrained(model_dir)
     model.eval()

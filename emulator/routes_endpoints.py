@@ -83,6 +83,24 @@ def _check_traffic(emu: Emulator, endpoint: str, traffic: Any) -> str | None:
     return None
 
 
+def _check_mirror(emu: Emulator, endpoint: str, mirror: Any, live: dict[str, Any]) -> str | None:
+    """Azure's rules: at most 50% in all, to existing deployments that take no live traffic."""
+    if mirror in (None, {}):
+        return None
+    if not isinstance(mirror, dict):
+        return "mirrorTraffic must be an object of deployment name → percentage."
+    for dep, share in mirror.items():
+        if not isinstance(share, int) or not 0 <= share <= 50:
+            return f"Mirror traffic for deployment '{dep}' must be an integer between 0 and 50."
+        if f"{endpoint}/{dep}" not in emu.deployments.deps:
+            return f"Deployment '{dep}' does not exist in endpoint '{endpoint}'; traffic cannot be mirrored to it."
+        if share and int(live.get(dep, 0) or 0) > 0:
+            return f"Deployment '{dep}' takes live traffic; a deployment gets live or mirrored traffic, not both."
+    if sum(mirror.values()) > 50:
+        return f"Mirror traffic values must sum to at most 50; they sum to {sum(mirror.values())}."
+    return None
+
+
 # --------------------------------------------------------------------------------------------- endpoints
 
 
@@ -111,6 +129,9 @@ async def put_endpoint(request: Request) -> Response:
         return arm.conflict(f"Endpoint '{name}' is being deleted.")
     if (problem := _check_traffic(emu, name, props.get("traffic"))) is not None:
         return arm.bad_request(problem, target="properties.traffic")
+    live = props.get("traffic") if "traffic" in props else (existing or {}).get("properties", {}).get("traffic")
+    if (problem := _check_mirror(emu, name, props.get("mirrorTraffic"), live or {})) is not None:
+        return arm.bad_request(problem, target="properties.mirrorTraffic")
     now = arm.iso()
     op = emu.operations.start("endpoint", name)
     new_props = {
@@ -257,13 +278,17 @@ async def put_deployment(request: Request) -> Response:
     model = props.get("model")
     if not isinstance(model, str) or not model:
         return arm.bad_request("properties.model is required (a registered model's id).", target="properties.model")
+    try:  # a registry's model deploys as it is (Azure ML deploys registry models to workspace endpoints)
+        from_registry = emu.registry_model(model) is not None
+    except LookupError as exc:
+        return arm.error(404, "UserError", str(exc), inner="NotFoundError")
     ref = emu.workspace_model_ref(model)
-    if ref is None:
+    if ref is None and not from_registry:
         return arm.bad_request(
-            f"Model {model!r} is not supported: deploy a model registered in this workspace.",
+            f"Model {model!r} is not supported: deploy a model registered in this workspace or a registry's.",
             target="properties.model",
         )
-    if f"{ref[0]}/{ref[1]}" not in emu.store["models"]:
+    if ref is not None and f"{ref[0]}/{ref[1]}" not in emu.store["models"]:
         return arm.error(404, "UserError", f"Model {ref[0]}:{ref[1]} was not found.", inner="NotFoundError")
     if str(props.get("endpointComputeType") or "Managed") not in ("Managed", "Kubernetes"):
         return arm.bad_request("endpointComputeType must be Managed.")

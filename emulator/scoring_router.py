@@ -13,6 +13,7 @@ import asyncio
 import hmac
 import json
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ class ScoringRouter:
             timeout=httpx.Timeout(None),
         )
         self._rng = random.Random()
+        self._copies: set[asyncio.Task[None]] = set()  # mirrored calls in flight (kept from the collector)
 
     async def _error(self, send: Send, status: int, message: str, request_id: bytes) -> None:
         body = json.dumps({"message": message}).encode()
@@ -144,18 +146,22 @@ class ScoringRouter:
             )
             return
         port, timeout = target
-        delay, fault = self.emu.faults.answer_fault(endpoint, deployment)
-        if delay:
-            await asyncio.sleep(delay)
-        if fault is not None:
-            await self._bad_answer(send, scope, fault, deployment, request_id)
-            return
+        started = time.monotonic()
         chunks = []
         more = True
         while more:
             message = await receive()
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
+        if not chosen:  # live traffic routed by the split: copies go to the mirror deployments, answers dropped
+            self._mirror(endpoint, route, deployment, b"".join(chunks), content_type)
+        delay, fault = self.emu.faults.answer_fault(endpoint, deployment)
+        if delay:
+            await asyncio.sleep(delay)
+        if fault is not None:
+            await self._bad_answer(send, scope, fault, deployment, request_id)
+            self._count(endpoint, deployment, 500 if fault == "error" else 200, started)
+            return
         accept = dict(scope.get("headers") or []).get(b"accept", b"application/json").decode("latin-1")
         request = self.client.build_request(
             "POST", f"http://127.0.0.1:{port}/score", content=b"".join(chunks), timeout=timeout,
@@ -164,9 +170,11 @@ class ScoringRouter:
             upstream = await self.client.send(request, stream=True)  # a streaming answer is passed on as it comes
         except httpx.TimeoutException:
             await self._error(send, 408, f"Request timed out after {timeout:g} s.", request_id)
+            self._count(endpoint, deployment, 408, started)
             return
         except httpx.HTTPError as exc:
             await self._error(send, 502, f"The deployment '{deployment}' did not answer: {exc}", request_id)
+            self._count(endpoint, deployment, 502, started)
             return
         headers = [
             (b"content-type", upstream.headers.get("content-type", "application/json").encode()),
@@ -182,6 +190,40 @@ class ScoringRouter:
             await send({"type": "http.response.body", "body": b""})
         finally:
             await upstream.aclose()
+            self._count(endpoint, deployment, upstream.status_code, started)
+
+    def _count(self, endpoint: str, deployment: str, status: int, started: float) -> None:
+        self.emu.metrics.record(endpoint, deployment, status, (time.monotonic() - started) * 1000)
+
+    def _mirror(self, endpoint: str, route: Any, served: str, body: bytes, content_type: bytes) -> None:
+        for name, share in route.mirror:
+            target = route.deployments.get(name)
+            if name == served or target is None or self._rng.random() * 100 >= share:
+                continue
+            task = asyncio.get_running_loop().create_task(self._copy(endpoint, name, target, body, content_type))
+            self._copies.add(task)
+            task.add_done_callback(self._copies.discard)
+
+    async def _copy(self, endpoint: str, name: str, target: tuple[int, float], body: bytes,
+                    content_type: bytes) -> None:
+        """One mirrored call: the deployment answers (its faults apply), the answer is dropped, metrics count it."""
+        started = time.monotonic()
+        delay, fault = self.emu.faults.answer_fault(endpoint, name)
+        if delay:
+            await asyncio.sleep(delay)
+        if fault is not None:
+            self._count(endpoint, name, 500 if fault == "error" else 200, started)
+            return
+        port, timeout = target
+        try:
+            response = await self.client.post(f"http://127.0.0.1:{port}/score", content=body, timeout=timeout,
+                                              headers={"content-type": content_type.decode()})
+            status = response.status_code
+        except httpx.TimeoutException:
+            status = 408
+        except httpx.HTTPError:
+            status = 502
+        self._count(endpoint, name, status, started)
 
 
 def app(emu: Emulator) -> ScoringRouter:

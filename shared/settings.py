@@ -209,6 +209,12 @@ class Settings:
     eval_max_new_tokens: int = _s(
         "TUNEFLOW_EVAL_MAX_NEW_TOKENS", "Longest answer generated per evaluation example, in tokens.", 64
     )
+    eval_compare_base: bool = _s(
+        "TUNEFLOW_EVAL_COMPARE_BASE",
+        "Also evaluate the base model, on a deployment of its own for the evaluation's length (in Azure: one more "
+        "GPU instance meanwhile).",
+        False,
+    )
     gate_enabled: bool = _s(
         "TUNEFLOW_GATE_ENABLED", "Evaluate and gate candidates before they take traffic (false: smoke test only).",
         True,
@@ -227,10 +233,14 @@ class Settings:
     gate_min_score: float = _s(
         "TUNEFLOW_GATE_MIN_SCORE", "The metric a first deployment (nothing serving yet) must reach.", 0.0
     )
-    rollout_strategy: Literal["immediate", "canary"] = _s(
+    rollout_strategy: Literal["immediate", "canary", "mirror"] = _s(
         "TUNEFLOW_ROLLOUT_STRATEGY",
-        "How a promoted candidate takes the traffic: `immediate` (one switch) or `canary` (TUNEFLOW_ROLLOUT_STEPS).",
+        "How a promoted candidate takes the traffic: `immediate` (one switch), `canary` (TUNEFLOW_ROLLOUT_STEPS) "
+        "or `mirror` (a shadow share for the bake, then the switch).",
         "immediate",
+    )
+    rollout_mirror_percent: int = _s(
+        "TUNEFLOW_ROLLOUT_MIRROR_PERCENT", "Mirror: the share of live calls copied to the candidate (1-50).", 10
     )
     rollout_steps: tuple[int, ...] = _s(
         "TUNEFLOW_ROLLOUT_STEPS", "Canary: the candidate's traffic percentages, rising, ending at 100.", (10, 50, 100)
@@ -412,6 +422,8 @@ class Settings:
                 )
         if self.score_queue == self.work_queue:
             problems.append("TUNEFLOW_SCORE_QUEUE and TUNEFLOW_WORK_QUEUE must differ")
+        if not 1 <= self.rollout_mirror_percent <= 50:
+            problems.append(f"TUNEFLOW_ROLLOUT_MIRROR_PERCENT: expected 1 to 50 (got {self.rollout_mirror_percent})")
         problem = steps_problem(self.rollout_steps)
         if problem:
             problems.append(f"TUNEFLOW_ROLLOUT_STEPS: {problem}")

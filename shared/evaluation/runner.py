@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from shared.settings import Settings
 
 log = logging.getLogger(__name__)
-CANDIDATE, SERVING = "candidate", "serving"
+CANDIDATE, SERVING, BASE = "candidate", "serving", "base"
 LEASE_MARGIN = timedelta(seconds=30)  # a chunk's lease outlives its budget by this much (its last calls, the save)
 CALL_TIMEOUT_S = 60.0
 Report = dict[str, Any]
@@ -80,19 +80,21 @@ class Evaluation:
         raise ConflictError(f"{self.key}: gave up after {retries} concurrent updates")
 
 
-def begin(ctx: Services, run: Run, s: Settings, serving: str | None) -> Report:
-    """The run's report, created (sampling the test split) if this is its first chunk."""
+def begin(ctx: Services, run: Run, s: Settings, serving: str | None, base: str | None = None) -> Report:
+    """The run's report, created (sampling the test split) if this is its first chunk; ``base``: the base
+    model's own deployment, evaluated beside them (informational: the gate does not use it)."""
     evaluation = Evaluation(ctx.records, run.run_id)
     report, _ = evaluation.read()
     if report is not None:
         return report
     lines = ctx.read_test_split(run.test_path) if run.test_path else []
     examples = sample(lines, s.eval_max_rows, seed=run.run_id)
+    roles = {CANDIDATE: run.deployment, SERVING: serving, BASE: base}
     return evaluation.start({
         "run_id": run.run_id, "endpoint": run.endpoint, "created_at": now_iso(), "updated_at": now_iso(),
-        "deployments": {CANDIDATE: run.deployment, **({SERVING: serving} if serving else {})},
+        "deployments": {role: name for role, name in roles.items() if name},
         "examples": [{"index": e.index, "prompt": e.prompt, "reference": e.reference} for e in examples],
-        "outcomes": {CANDIDATE: {}, **({SERVING: {}} if serving else {})},
+        "outcomes": {role: {} for role, name in roles.items() if name},
     })
 
 
@@ -100,10 +102,10 @@ BUSY = "busy"  # another worker holds the lease: it hands on when its chunk is d
 MORE = "more"  # this chunk is done, the evaluation is not: the caller asks for the next one
 
 
-def advance(ctx: Services, run: Run, s: Settings, serving: str | None) -> Report | str:
+def advance(ctx: Services, run: Run, s: Settings, serving: str | None, base: str | None = None) -> Report | str:
     """One chunk of ``run``'s evaluation: the complete report once every example is scored, else
     ``MORE`` (a next chunk is needed) or ``BUSY`` (another worker's chunk is running)."""
-    report = begin(ctx, run, s, serving)
+    report = begin(ctx, run, s, serving, base)
     if complete(report):
         return report
     evaluation = Evaluation(ctx.records, run.run_id)

@@ -26,7 +26,7 @@ from shared.azureml import tags
 from shared.azureml.preflight import fetch_base_model, inference_size_problem
 from shared.endpoints.control import DeploymentSpec, Operation, provisioning_state, traffic_of
 from shared.errors import TuneflowError
-from shared.lifecycle import rollout
+from shared.lifecycle import base_deployment, rollout
 from shared.lifecycle.names import deployment_name_for
 from shared.lifecycle.rollout import DEPLOY
 from shared.manifest import settings_for
@@ -120,6 +120,8 @@ def _step(ctx: Services, run: Run, evaluate: bool) -> tuple[bool, Run]:
         serving = serving_deployment(endpoint, deployment_name)
         if s.rollout_strategy == rollout.CANARY and (serving or run.rollout):
             return rollout.canary(ctx, run, endpoint, str(serving), s)
+        if s.rollout_strategy == rollout.MIRROR and (serving or run.rollout):
+            return rollout.mirror(ctx, run, endpoint, str(serving), s)
         operation = control.set_traffic(endpoint, {deployment_name: 100})
         log.info("run %s: traffic on %s → %s", run.run_id, endpoint_name, deployment_name)
         return _wait(ctx, operation), run
@@ -151,15 +153,27 @@ def _judge(ctx: Services, run: Run, endpoint: Mapping[str, Any], evaluate: bool)
             "promote": True, "rule": "disabled", "reason": "the gate is off: smoke test only"}}))
     serving = serving_deployment(endpoint, str(run.deployment))
     if not evaluate:  # an Event Grid delivery: the report is started, its chunks run from the work queue
-        runner.begin(ctx, run, s, serving)
+        if not s.eval_compare_base:
+            runner.begin(ctx, run, s, serving)
         ctx.work.send_json({"kind": DEPLOY, "run_id": run.run_id})
         return False, run
-    report = runner.advance(ctx, run, s, serving)
+    started, _ = runner.Evaluation(ctx.records, run.run_id).read()
+    base = (started or {}).get("deployments", {}).get(runner.BASE)
+    if started is None and s.eval_compare_base:
+        base = base_deployment.ensure(ctx, run, s)
+        if base == base_deployment.WAITING:
+            ctx.work.send_json({"kind": DEPLOY, "run_id": run.run_id}, delay_s=10)
+            return False, run
+    report = runner.advance(ctx, run, s, serving, base)
     if isinstance(report, str):
         if report == runner.MORE:
             ctx.work.send_json({"kind": DEPLOY, "run_id": run.run_id})  # the next chunk
         return False, run
-    summary = {**evaluation_summary(s, report), "training": training_losses(ctx, run)}
+    if base:
+        base_deployment.drop(ctx, run)  # its answers are in the report: it costs an instance for nothing now
+    unavailable = ((ctx.runs.get(run.run_id) or run).evaluation or {}).get("base_unavailable")
+    summary = {**evaluation_summary(s, report), "training": training_losses(ctx, run),
+               **({"base_unavailable": unavailable} if unavailable else {})}
     if summary["verdict"]["promote"]:
         log.info("run %s: promoted: %s", run.run_id, summary["verdict"]["reason"])
         return True, ctx.runs.update(run.run_id, lambda r: _set_evaluation(r, summary))

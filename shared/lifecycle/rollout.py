@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from shared.settings import Settings
 
 log = logging.getLogger(__name__)
-CANARY = "canary"
+CANARY, MIRROR = "canary", "mirror"
 DEPLOY = "deploy"  # the work queue's message kind that moves a deploying run on
 MIN_CHECK_S, MAX_CHECK_S = 5.0, 30.0  # how often a baking canary is looked at: a quarter of its bake, within these
 
@@ -98,19 +98,61 @@ def canary(ctx: Services, run: Run, endpoint: Mapping[str, Any], serving: str, s
     return True, _save(ctx, run, position)  # the next step is set at once
 
 
+def mirror(ctx: Services, run: Run, endpoint: Mapping[str, Any], serving: str, s: Settings) -> tuple[bool, Run]:
+    """One look at a mirror rollout: the candidate gets a copy of ``rollout_mirror_percent``% of the live
+    calls (Azure ML drops its answers) for the bake, judged on Azure Monitor's metrics of both deployments;
+    then the switch, mirror cleared, in one update. (True, run) once the candidate takes 100%."""
+    from shared.endpoints import monitor
+
+    candidate, name = str(run.deployment), str(run.endpoint)
+    position = dict(run.rollout or {"strategy": MIRROR, "serving": serving, "history": []})
+    serving = str(position["serving"])
+    if position.get("switched_at"):  # baked already: the switch (and the mirror's end) is what is left
+        done = ctx.control.wait(ctx.control.set_traffic(endpoint, {candidate: 100}, mirror={}), 30.0)
+        return done, run if done else _look_again(ctx, run, check_every(s))
+    share = s.rollout_mirror_percent
+    mirrored = ((endpoint.get("properties") or {}).get("mirrorTraffic") or {}).get(candidate, 0)
+    if not position.get("since") or mirrored != share:
+        operation = ctx.control.set_traffic(endpoint, {serving: 100}, mirror={candidate: share})
+        log.info("run %s: mirroring %d%% of %s's live calls to %s", run.run_id, share, name, candidate)
+        position.update(since=now_iso(), share=share, next_check=None)
+        run = _save(ctx, run, position)
+        ctx.control.wait(operation, 30.0)
+        return False, _look_again(ctx, run, check_every(s))
+    since = datetime.fromisoformat(position["since"])
+    mine = monitor.window(ctx.control, name, candidate, since)
+    theirs = monitor.window(ctx.control, name, serving, since)
+    problem = health_problem(s, mine, theirs)
+    evidence = {"mirror": share, "since": position["since"], "until": now_iso(), "candidate": mine.to_dict(),
+                "serving": theirs.to_dict(), "source": "Azure Monitor"}
+    if problem:
+        return False, roll_back(ctx, run, endpoint, position, evidence=evidence, problem=problem, mirror={})
+    if _now() - since < timedelta(minutes=s.rollout_bake_minutes):
+        remaining = (since + timedelta(minutes=s.rollout_bake_minutes) - _now()).total_seconds()
+        return False, _look_again(ctx, run, min(check_every(s), max(1.0, remaining)))
+    position["history"] = [*position["history"], {**evidence, "outcome": "baked"}]
+    position.update(switched_at=now_iso(), next_check=None)
+    run = _save(ctx, run, position)
+    log.info("run %s: the mirror baked clean (%d mirrored calls, %d errors): switching", run.run_id,
+             mine.requests, mine.errors)
+    done = ctx.control.wait(ctx.control.set_traffic(endpoint, {candidate: 100}, mirror={}), 30.0)
+    return done, run if done else _look_again(ctx, run, check_every(s))
+
+
 def roll_back(ctx: Services, run: Run, endpoint: Mapping[str, Any], position: dict[str, Any], *,
-              evidence: dict[str, Any], problem: str) -> Run:
-    """The serving deployment takes everything again in one update; the candidate goes; the run ends."""
+              evidence: dict[str, Any], problem: str, mirror: dict[str, int] | None = None) -> Run:
+    """The serving deployment takes everything again in one update (a mirror, cleared); the candidate goes."""
     candidate, serving = str(run.deployment), str(position["serving"])
-    log.warning("run %s: canary rolled back: %s", run.run_id, problem)
-    ctx.control.wait(ctx.control.set_traffic(endpoint, split(candidate, serving, 0)), 30.0)
+    log.warning("run %s: %s rolled back: %s", run.run_id, position.get("strategy", CANARY), problem)
+    ctx.control.wait(ctx.control.set_traffic(endpoint, split(candidate, serving, 0), mirror=mirror), 30.0)
     try:
         ctx.control.delete_deployment(str(run.endpoint), candidate)
     except Exception as exc:  # it takes no traffic now; teardown or a later pass deletes it
         log.warning("run %s: could not delete %s: %s", run.run_id, candidate, exc)
     position["history"] = [*position["history"], {**evidence, "outcome": "rolled back", "reason": problem}]
     position.update(rolled_back_at=now_iso(), reason=problem)
-    return ctx.runs.advance(run.run_id, RunState.ROLLED_BACK, note=f"canary rolled back: {problem}",
+    return ctx.runs.advance(run.run_id, RunState.ROLLED_BACK,
+                            note=f"{position.get('strategy', CANARY)} rolled back: {problem}",
                             rollout=position, last_error=problem)
 
 

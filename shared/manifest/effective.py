@@ -20,9 +20,10 @@ RUN_FIELDS = (
     "registry", "base_model", "base_model_version", "pipeline_component", "pipeline_version", "compute",
     "serverless_instance_type", "num_nodes", "finetune_params", "model_name", "endpoint", "instance_type",
     "instance_count", "idle_teardown_minutes", "test_fraction", "validation_policy",
-    "eval_max_rows", "gate_enabled", "gate_metric", "gate_min_delta", "gate_max_error_rate", "gate_min_score",
+    "eval_max_rows", "eval_compare_base", "gate_enabled", "gate_metric", "gate_min_delta", "gate_max_error_rate",
+    "gate_min_score",
     "rollout_strategy", "rollout_steps", "rollout_bake_minutes", "rollout_max_error_rate", "rollout_max_p95_ratio",
-    "rollout_min_requests",
+    "rollout_min_requests", "rollout_mirror_percent",
 )
 
 
@@ -42,6 +43,7 @@ def run_config(settings: Settings, manifest: Manifest | None = None) -> dict[str
         "instance_count": m.deployment_instance_count,
         "idle_teardown_minutes": m.idle_teardown_minutes,
         "eval_max_rows": m.eval_max_rows,
+        "eval_compare_base": m.eval_compare_base,
         **{f"gate_{key}": value for key, value in m.gate.items()},
         **{f"rollout_{key}": value for key, value in m.rollout.items()},
     }

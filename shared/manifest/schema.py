@@ -62,6 +62,7 @@ class Manifest:
     notify_url: str | None = None
     source: SourceSpec | None = None
     eval_max_rows: int | None = None
+    eval_compare_base: bool | None = None
     gate: Mapping[str, Any] = field(default_factory=dict)  # gate_* run fields by their manifest names
     rollout: Mapping[str, Any] = field(default_factory=dict)  # rollout_* run fields by their manifest names
     keys: frozenset[str] = frozenset()
@@ -219,7 +220,7 @@ def _choice(*choices: str) -> Check:
 
 
 def _eval(value: Any, path: str, problems: list[str]) -> dict[str, Any] | None:
-    return _object(value, path, problems, {"max_rows": _integer(1, 5000)})
+    return _object(value, path, problems, {"max_rows": _integer(1, 5000), "compare_base": _boolean})
 
 
 def _gate(value: Any, path: str, problems: list[str]) -> dict[str, Any] | None:
@@ -244,7 +245,8 @@ def _steps(value: Any, path: str, problems: list[str]) -> list[int] | None:
 
 def _rollout(value: Any, path: str, problems: list[str]) -> dict[str, Any] | None:
     return _object(value, path, problems, {
-        "strategy": _choice("immediate", "canary"), "steps": _steps, "bake_minutes": _number(0, 7 * 24 * 60),
+        "strategy": _choice("immediate", "canary", "mirror"), "steps": _steps, "mirror_percent": _integer(1, 50),
+        "bake_minutes": _number(0, 7 * 24 * 60),
         "max_error_rate": _number(0, 1), "max_p95_ratio": _number(1, 100), "min_requests": _integer(1, 100_000),
     })
 
@@ -360,7 +362,8 @@ def parse_manifest(text: bytes | str, where: str = MANIFEST_NAME) -> Manifest:
         deployment_instance_count=deployment.get("instance_count"), deploy=checked.get("deploy", "auto"),
         idle_teardown_minutes=checked.get("idle_teardown_minutes"), tags=checked.get("tags") or {},
         notify_url=checked.get("notify_url"), source=checked.get("source"),
-        eval_max_rows=(checked.get("eval") or {}).get("max_rows"), gate=checked.get("gate") or {},
+        eval_max_rows=(checked.get("eval") or {}).get("max_rows"),
+        eval_compare_base=(checked.get("eval") or {}).get("compare_base"), gate=checked.get("gate") or {},
         rollout=checked.get("rollout") or {},
         keys=frozenset(k for k in checked if k != "$schema"),
     )

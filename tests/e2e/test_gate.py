@@ -187,7 +187,7 @@ def test_a_poisoned_dataset_is_gated_and_the_serving_model_never_misses_a_call(s
     scorer = threading.Thread(target=keep_scoring)
     scorer.start()
     try:
-        drop(stack, "poisoned", {"train": "train.jsonl", "test": "test.jsonl"},
+        drop(stack, "poisoned", {"train": "train.jsonl", "test": "test.jsonl", "eval": {"compare_base": True}},
              {"train.jsonl": jsonl(poisoned(rows[:170], seed=3)), "test.jsonl": jsonl(rows[170:])})
         gated = settled(runs, "poisoned")
     finally:
@@ -197,6 +197,9 @@ def test_a_poisoned_dataset_is_gated_and_the_serving_model_never_misses_a_call(s
     verdict = (gated.evaluation or {})["verdict"]
     assert verdict["rule"] == "min_delta" and verdict["candidate"] < verdict["serving"]
     assert "below the serving deployment's" in str(gated.history[-1].note)
+    scores = (gated.evaluation or {})["scores"]  # eval.compare_base: the base model on a deployment of its own
+    assert set(scores) == {"candidate", "serving", "base"} and scores["base"]["examples"] == scores["serving"]["examples"]
+    assert scores["serving"]["token_f1"] > scores["base"]["token_f1"]  # what fine-tuning bought
     assert traffic(stack) == {serving.deployment: 100}
     assert served[0] > 10 and failures == []
     ml = stack.emulator.ml_client()
@@ -301,3 +304,21 @@ def test_an_erroring_canary_rolls_back_by_itself_within_one_bake_interval(stack,
     assert rolled_back - load.first_failure <= CANARY["bake_minutes"] * 60, (rolled_back - load.first_failure)
     print(f"canary rollback: {rolled_back - load.first_failure:.1f} s after the first failed call; "
           f"{len(load.failures)} of {load.served} calls failed meanwhile")
+
+
+def test_a_mirror_rollout_shadows_live_calls_then_switches(stack, runs):
+    mirror = {"strategy": "mirror", "mirror_percent": 50, "bake_minutes": 0.25, "min_requests": 5}
+    serving = list(traffic(stack))
+    with Load(stack) as load:
+        drop(stack, "mirrored", {"train": "train.jsonl", "rollout": mirror, "gate": OPEN_GATE},
+             {"train.jsonl": jsonl(list(generate(200, seed=6)))})
+        run = settled(runs, "mirrored")
+    assert run.state == RunState.DEPLOYED, f"{run.state}: {run.last_error}"
+    (baked,) = (run.rollout or {})["history"]
+    assert baked["outcome"] == "baked" and baked["source"] == "Azure Monitor" and baked["mirror"] == 50
+    assert baked["candidate"]["requests"] >= 5 and baked["candidate"]["errors"] == 0  # the copies it answered
+    assert baked["serving"]["requests"] >= baked["candidate"]["requests"]
+    endpoint = stack.emulator.ml_client().online_endpoints.get(ENDPOINT)
+    assert traffic(stack) == {run.deployment: 100} and not (endpoint.mirror_traffic or {})
+    assert load.served > 20 and load.failures == []
+    assert run.deployment not in serving

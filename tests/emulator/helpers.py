@@ -149,8 +149,9 @@ def create_deployment(
     return r, (poll(emu, r, timeout=wait) if r.status_code in (200, 201) else {})
 
 
-def set_traffic(emu: Admin, endpoint: str, traffic: dict[str, int]) -> Any:
-    body = {"location": "eastus2", "properties": {"authMode": "Key", "traffic": traffic}}
+def set_traffic(emu: Admin, endpoint: str, traffic: dict[str, int], mirror: dict[str, int] | None = None) -> Any:
+    body = {"location": "eastus2", "properties": {"authMode": "Key", "traffic": traffic,
+                                                  **({"mirrorTraffic": mirror} if mirror is not None else {})}}
     r = emu.http.put(emu.ws(f"/onlineEndpoints/{endpoint}"), params={"api-version": "2022-02-01-preview"}, json=body)
     if r.status_code in (200, 201):
         assert poll(emu, r)["status"] == "Succeeded"

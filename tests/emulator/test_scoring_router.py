@@ -115,6 +115,50 @@ def test_bad_answers_knob_makes_one_deployment_answer_badly(emu: Admin, two_depl
         emu.faults(bad_answers=None)
 
 
+def _requests(emu: Admin, endpoint: str, since: str, deployment: str) -> dict[str, float]:
+    """RequestsPerMinute by status class for one deployment, from the Azure Monitor metrics API."""
+    r = emu.http.get(emu.ws(f"/onlineEndpoints/{endpoint}/providers/Microsoft.Insights/metrics"), params={
+        "api-version": "2023-10-01", "metricnames": "RequestsPerMinute,RequestLatency_P95", "aggregation": "Total",
+        "interval": "PT1M", "timespan": f"{since}/2999-01-01T00:00:00Z",
+        "$filter": f"deployment eq '{deployment}' and statusCodeClass eq '*'"})
+    assert r.status_code == 200, r.text
+    requests, latency = r.json()["value"]
+    assert requests["name"]["value"] == "RequestsPerMinute" and latency["unit"] == "MilliSeconds"
+    found: dict[str, float] = {}
+    for series in requests["timeseries"]:
+        klass = next(m["value"] for m in series["metadatavalues"] if m["name"]["value"] == "statusCodeClass")
+        found[klass] = found.get(klass, 0) + sum(point["total"] for point in series["data"])
+    return found
+
+
+def test_mirror_traffic_copies_live_calls_and_monitor_metrics_count_them(emu: Admin, two_deployments: dict[str, Any]) -> None:
+    uri, endpoint = two_deployments["scoring_uri"], two_deployments["endpoint"]
+    key = helpers.keys(emu, endpoint)["primaryKey"]
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 120))
+    try:
+        assert helpers.set_traffic(emu, endpoint, {"blue": 100, "green": 0}, {"green": 50}).status_code in (200, 201)
+        blue_before, green_before = _requests(emu, endpoint, since, "blue"), _requests(emu, endpoint, since, "green")
+        served = Counter(_score(emu.http, uri, key).headers["azureml-model-deployment"] for _ in range(60))
+        assert served == {"blue": 60}  # the caller only ever sees the live deployment's answers
+        time.sleep(0.5)  # the copies are fire and forget
+        blue, green = _requests(emu, endpoint, since, "blue"), _requests(emu, endpoint, since, "green")
+        assert blue.get("2xx", 0) - blue_before.get("2xx", 0) == 60
+        mirrored = green.get("2xx", 0) - green_before.get("2xx", 0)
+        assert 15 <= mirrored <= 45, mirrored  # about half of them, copied
+        emu.faults(bad_answers={"green": {"error_rate": 1.0}})
+        for _ in range(30):
+            assert _score(emu.http, uri, key).status_code == 200  # a failing mirror never fails a caller
+        time.sleep(0.5)
+        assert _requests(emu, endpoint, since, "green").get("5xx", 0) > 0
+        both = helpers.set_traffic(emu, endpoint, {"blue": 50, "green": 50}, {"green": 10})
+        assert both.status_code == 400 and "live or mirrored" in both.text
+        over = helpers.set_traffic(emu, endpoint, {"blue": 100, "green": 0}, {"green": 60})
+        assert over.status_code == 400 and "between 0 and 50" in over.text
+    finally:
+        emu.faults(bad_answers=None)
+        helpers.set_traffic(emu, endpoint, {"blue": 50, "green": 50}, {})
+
+
 def test_scoring_makes_no_control_plane_calls(emu: Admin, two_deployments: dict[str, Any]) -> None:
     uri, endpoint = two_deployments["scoring_uri"], two_deployments["endpoint"]
     key = helpers.keys(emu, endpoint)["primaryKey"]

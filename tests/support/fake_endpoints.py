@@ -58,6 +58,8 @@ class FakeOnlineEndpoints:
         self.answer: Callable[[str, dict[str, Any]], str | httpx.Response] | None = None
         self._pending_put: dict[str, Any] | None = None
         self.jobs: set[str] = set()  # job names that exist (POST …/jobs/{name}/cancel answers 202 for them)
+        # Azure Monitor's metrics per deployment: {"2xx": calls, "5xx": calls, "p95": ms}
+        self.monitor: dict[str, dict[str, float]] = {}
         self.canceled: list[str] = []
 
     # ------------------------------------------------------------------------------ arranging
@@ -114,6 +116,8 @@ class FakeOnlineEndpoints:
                 return _not_found()
             self.canceled.append(job)
             return httpx.Response(202, headers={"Location": f"{ARM}/operations/cancel", "Retry-After": "10"})
+        if path.endswith("/providers/Microsoft.Insights/metrics"):
+            return self._metrics(request)
         rest = path.removeprefix(WS + "/onlineEndpoints").strip("/").split("/")
         if rest == [""]:
             return httpx.Response(200, json={"value": list(self.endpoints.values())})
@@ -181,8 +185,25 @@ class FakeOnlineEndpoints:
         return answer if isinstance(answer, httpx.Response) else httpx.Response(200, json=[{"0": answer}])
 
     def _apply(self, body: dict[str, Any]) -> None:
-        self.endpoints[body["name"]]["properties"]["traffic"] = dict(body["properties"]["traffic"])
+        props = self.endpoints[body["name"]]["properties"]
+        props["traffic"] = dict(body["properties"]["traffic"])
+        props["mirrorTraffic"] = dict(body["properties"].get("mirrorTraffic") or {})
         self._pending_put = None
+
+    def _metrics(self, request: httpx.Request) -> httpx.Response:
+        """Azure Monitor's answer (its REST shape) for the deployment the $filter names."""
+        flt = request.url.params.get("$filter", "")
+        deployment = flt.split("deployment eq '", 1)[1].split("'", 1)[0]
+        seen = self.monitor.get(deployment, {})
+        dims = [{"name": {"value": "deployment"}, "value": deployment}]
+        requests = [{"metadatavalues": [*dims, {"name": {"value": "statusCodeClass"}, "value": klass}],
+                     "data": [{"timeStamp": "2026-01-01T00:00:00Z", "total": seen[klass]}]}
+                    for klass in ("2xx", "5xx") if klass in seen]
+        latency = [{"metadatavalues": dims, "data": [{"timeStamp": "2026-01-01T00:00:00Z", "average": seen["p95"]}]}
+                   ] if "p95" in seen else []
+        return httpx.Response(200, json={"value": [
+            {"name": {"value": "RequestsPerMinute"}, "unit": "Count", "timeseries": requests},
+            {"name": {"value": "RequestLatency_P95"}, "unit": "MilliSeconds", "timeseries": latency}]})
 
 
 def control_plane(fake: Callable[[httpx.Request], httpx.Response], credential: Any = None) -> ControlPlane:

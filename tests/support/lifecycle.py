@@ -29,7 +29,8 @@ SETTINGS = {"TUNEFLOW_STORAGE_CONNECTION": "x", "TUNEFLOW_EMULATOR_CONNECTION": 
 
 
 def services(fake: SimpleNamespace, **env: str) -> Services:
-    registry = SimpleNamespace(models=SimpleNamespace(get=lambda *a, **k: SimpleNamespace(tags=PHI3_TAGS)))
+    base = SimpleNamespace(tags=PHI3_TAGS, id="azureml://registries/azureml/models/Phi-3-mini-4k-instruct/versions/7")
+    registry = SimpleNamespace(models=SimpleNamespace(get=lambda *a, **k: base))
     clients = SimpleNamespace(workspace=fake.workspace.ws, registry=registry, registry_for=lambda name: registry)
     records = MemoryRecordStore()
     return Services(Settings.from_env({**SETTINGS, **env}), records=records, runs=RunStore(records), ml=clients,

@@ -338,3 +338,63 @@ def test_rollout_settings_and_manifest_keys_are_checked():
     assert any(p.startswith("rollout.strategy: expected one of 'immediate', 'canary'") for p in problems)
     assert any(p.startswith("rollout.steps: expected rising percentages") for p in problems)
     assert "rollout.max_p95_ratio: expected a number from 1 to 100, got 0.5" in problems
+
+
+def test_compare_base_evaluates_the_base_model_on_its_own_deployment_then_deletes_it():
+    ctx, fake = gate_world(TUNEFLOW_EVAL_COMPARE_BASE="true")
+    fake.arm.answer = lambda d, b: "I do not know." if d.startswith("base-") else right(d, b)
+    deploy_ready(ctx, fake)
+    assert on_model_registered(ctx, model_event("model_registered_camel")) == "DEPLOYING"
+    assert work(ctx, fake) == ["DEPLOYED"]
+    run = ctx.runs.get(RUN_ID)
+    base = f"base-{RUN_ID[:16]}"
+    (created,) = fake.arm.puts(f"/deployments/{base}")
+    assert created["properties"]["model"] == "azureml://registries/azureml/models/Phi-3-mini-4k-instruct/versions/7"
+    assert created["tags"] == {"tuneflow.base_of": RUN_ID}
+    assert run.evaluation["deployments"] == {"candidate": run.deployment, "base": base}
+    scores = run.evaluation["scores"]
+    assert scores["base"]["token_f1"] < scores["candidate"]["token_f1"] and scores["base"]["examples"] == 10
+    assert run.evaluation["verdict"]["serving"] is None  # the base informs; it is not what the gate compares with
+    assert list(fake.arm.deployments) == [("tuneflow-chat", run.deployment)]  # the base deployment is gone
+
+
+# ------------------------------------------------------------------------------------------ mirror rollouts
+
+MIRROR = {"TUNEFLOW_ROLLOUT_STRATEGY": "mirror", "TUNEFLOW_ROLLOUT_MIRROR_PERCENT": "20",
+          "TUNEFLOW_ROLLOUT_BAKE_MINUTES": "0.01", "TUNEFLOW_ROLLOUT_MIN_REQUESTS": "5"}
+
+
+def mirror_started(ctx, fake) -> tuple[str, str]:
+    first = deployed_first(ctx, fake)
+    second(ctx, fake)
+    work(ctx, fake)
+    run = ctx.runs.get(OTHER)
+    props = fake.arm.endpoints["tuneflow-chat"]["properties"]
+    assert run.state == RunState.DEPLOYING and run.rollout["strategy"] == "mirror"
+    assert props["traffic"] == {first: 100} and props["mirrorTraffic"] == {run.deployment: 20}
+    return first, str(run.deployment)
+
+
+def test_a_clean_mirror_bakes_on_monitor_metrics_then_switches_and_clears_the_mirror():
+    ctx, fake = gate_world(**MIRROR)
+    first, candidate = mirror_started(ctx, fake)
+    fake.arm.monitor = {candidate: {"2xx": 12, "p95": 90.0}, first: {"2xx": 60, "p95": 80.0}}
+    time.sleep(0.7)
+    assert look(ctx) == "DEPLOYED"
+    props = fake.arm.endpoints["tuneflow-chat"]["properties"]
+    assert props["traffic"] == {candidate: 100} and props["mirrorTraffic"] == {}
+    (baked,) = ctx.runs.get(OTHER).rollout["history"]
+    assert baked["outcome"] == "baked" and baked["candidate"]["requests"] == 12 and baked["source"] == "Azure Monitor"
+    assert ctx.runs.get(RUN_ID).state == RunState.RETIRED
+
+
+def test_a_mirror_whose_candidate_fails_is_rolled_back_and_no_caller_saw_it():
+    ctx, fake = gate_world(**MIRROR)
+    first, candidate = mirror_started(ctx, fake)
+    fake.arm.monitor = {candidate: {"2xx": 2, "5xx": 8, "p95": 90.0}, first: {"2xx": 60, "p95": 80.0}}
+    assert look(ctx) == "ROLLED_BACK"
+    props = fake.arm.endpoints["tuneflow-chat"]["properties"]
+    assert props["traffic"] == {first: 100} and props["mirrorTraffic"] == {}
+    run = ctx.runs.get(OTHER)
+    assert "failed 8 of its 10 live calls" in run.last_error and run.history[-1].note.startswith("mirror rolled back")
+    assert list(fake.arm.deployments) == [("tuneflow-chat", first)]

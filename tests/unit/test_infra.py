@@ -36,6 +36,7 @@ BUILT_IN_ROLES = {
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
     "EventGrid Data Sender": "d5a91429-5739-47e2-a06b-3470a27159e7",
     "AzureML Data Scientist": "f6c7c914-8db3-469d-8ca1-694a8f32e121",
+    "Monitoring Reader": "43d0d8ad-25c7-4714-9337-8ba259a9fe05",
 }
 # Settings the platform or its SDKs read, not the app's Settings class.
 PLATFORM = {"AZURE_CLIENT_ID", "APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
@@ -128,9 +129,10 @@ def test_role_ids_are_azures_built_in_roles() -> None:
     for key, role_id in roles.items():
         assert role_id in by_id, f"{key}: {role_id} is not a role of the table"
         assert re.sub(r"[^a-z]", "", by_id[role_id].lower()) == key.lower(), key
-    ml = parsed("modules/ml-rbac.bicep")["variables"]["azureMLDataScientist"]["value"]
-    assert ml == BUILT_IN_ROLES["AzureML Data Scientist"]
-    assert set(roles.values()) | {ml} == set(BUILT_IN_ROLES.values())  # each role the design names is used
+    ml_roles = parsed("modules/ml-rbac.bicep")["variables"]
+    ml, reader = ml_roles["azureMLDataScientist"]["value"], ml_roles["monitoringReader"]["value"]
+    assert ml == BUILT_IN_ROLES["AzureML Data Scientist"] and reader == BUILT_IN_ROLES["Monitoring Reader"]
+    assert set(roles.values()) | {ml, reader} == set(BUILT_IN_ROLES.values())  # each role the design names is used
 
 
 def test_event_grid_filters_are_what_the_functions_accept() -> None:
