@@ -1,6 +1,8 @@
 """The quality gate: may a candidate replace what serves?
 
 Rules, in order (the first that fails is the verdict's reason):
+0. there is something to judge on: without test examples a candidate replaces nothing (and is promoted
+   only when nothing serves, the smoke test having passed);
 1. its error rate is at most ``gate_max_error_rate``;
 2. with something serving, its ``gate_metric`` is at least the serving deployment's plus ``gate_min_delta``;
 3. with nothing serving, its ``gate_metric`` is at least ``gate_min_score``.
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Verdict:
     promote: bool
-    rule: str  # "max_error_rate", "min_delta", "min_score" or "passed"
+    rule: str  # "no_examples", "max_error_rate", "min_delta", "min_score" or "passed"
     reason: str
     metric: str
     candidate: float
@@ -38,6 +40,12 @@ def decide(s: Settings, candidate: Scores, serving: Scores | None) -> Verdict:
     def verdict(promote: bool, rule: str, reason: str) -> Verdict:
         return Verdict(promote, rule, reason, metric, mine, theirs)
 
+    if candidate.examples == 0:  # no test split to judge on (a tiny dataset, test_fraction 0)
+        if theirs is None:
+            return verdict(True, "no_examples", "no test examples to evaluate on; nothing serves yet, so the "
+                                                "smoke test decides")
+        return verdict(False, "no_examples", "no test examples to compare with the serving deployment on: "
+                                             "a model that cannot be judged does not replace one that serves")
     if candidate.error_rate > s.gate_max_error_rate:
         return verdict(False, "max_error_rate", f"the candidate failed {candidate.error_rate:.1%} of its evaluation "
                                                 f"calls (gate.max_error_rate {s.gate_max_error_rate:.1%})")

@@ -101,6 +101,10 @@ def test_the_gate_rules_in_order():
     first = dataclasses.replace(s, gate_min_score=0.5)
     assert decide(first, scores(0.4), None).rule == "min_score" and decide(first, scores(0.6), None).promote
     assert decide(dataclasses.replace(s, gate_metric="exact_match"), scores(0.3), None).metric == "exact_match"
+    nothing = dataclasses.replace(scores(0.0), examples=0, answered=0)
+    assert decide(first, nothing, None).promote  # no test split and nothing serving: the smoke test decides
+    refused = decide(s, nothing, scores(0.8))
+    assert not refused.promote and refused.rule == "no_examples" and "cannot be judged" in refused.reason
 
 
 def test_manifest_eval_and_gate_keys_reach_the_run_settings():
