@@ -31,22 +31,34 @@ TRAINING = frozenset({RunState.SUBMITTED, RunState.RUNNING})
 FINETUNE_STEP = "finetune"  # the step run whose name holds this logs the metrics (chat_completion_finetune)
 
 
+# What does not change while a process lives: a workspace's history host, a job's fine-tune step run id
+# (each poll would otherwise cost three more calls)
+_HOSTS: dict[str, str] = {}
+_STEPS: dict[str, str] = {}
+
+
 def history_base(control: ControlPlane) -> str:
     """The workspace's run-history host, from its service discovery document."""
-    workspace = control.call("GET", control.url(""), what="reading the workspace").json()
-    discovery = str((workspace.get("properties") or {}).get("discoveryUrl") or "")
-    doc = control.call("GET", discovery, what="reading the workspace's service discovery", scope=ML_SCOPE).json()
-    return str(doc.get("history") or doc.get("api") or "").rstrip("/")
+    workspace_path = control.workspace_path()
+    if workspace_path not in _HOSTS:
+        workspace = control.call("GET", control.url(""), what="reading the workspace").json()
+        discovery = str((workspace.get("properties") or {}).get("discoveryUrl") or "")
+        doc = control.call("GET", discovery, what="reading the workspace's service discovery", scope=ML_SCOPE).json()
+        _HOSTS[workspace_path] = str(doc.get("history") or doc.get("api") or "").rstrip("/")
+    return _HOSTS[workspace_path]
 
 
 def finetune_run(control: ControlPlane, base: str, job_name: str) -> str | None:
     """The run id of the job's fine-tune step (run history's children of the pipeline run)."""
+    if job_name in _STEPS:
+        return _STEPS[job_name]
     children = control.call("GET", f"{base}/history/v1.0{control.workspace_path()}/runs/{job_name}/children",
                             what=f"listing the steps of {job_name}", scope=ML_SCOPE).json().get("value") or []
     for child in children:
         if FINETUNE_STEP in str(child.get("name") or child.get("displayName") or ""):
-            return str(child.get("runId") or child.get("runUuid"))
-    return None
+            _STEPS[job_name] = str(child.get("runId") or child.get("runUuid"))
+            return _STEPS[job_name]
+    return None  # not created yet: asked again next time
 
 
 def series(control: ControlPlane, job_name: str) -> dict[str, list[dict[str, Any]]]:
