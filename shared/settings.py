@@ -194,6 +194,11 @@ class Settings:
         secret=True,
     )
 
+    progress_seconds: float = _s(
+        "TUNEFLOW_PROGRESS_SECONDS",
+        "How often a training run's metrics are read into its progress (and a progress event sent), 1-300 s.",
+        5.0,
+    )
     # Evaluation and the quality gate: a candidate is scored on the run's test split beside what serves
     eval_max_rows: int = _s(
         "TUNEFLOW_EVAL_MAX_ROWS", "Test-split examples a candidate is evaluated on (a seeded sample).", 200
@@ -427,6 +432,8 @@ class Settings:
         problem = steps_problem(self.rollout_steps)
         if problem:
             problems.append(f"TUNEFLOW_ROLLOUT_STEPS: {problem}")
+        if not 1 <= self.progress_seconds <= 300:
+            problems.append(f"TUNEFLOW_PROGRESS_SECONDS: expected 1 to 300 seconds (got {self.progress_seconds:g})")
         if not 1 <= self.eval_chunk_seconds <= 600:
             problems.append(f"TUNEFLOW_EVAL_CHUNK_SECONDS: expected 1 to 600 seconds (got {self.eval_chunk_seconds:g})")
         if self.webhook_backoff_s <= 0:

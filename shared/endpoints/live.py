@@ -2,9 +2,9 @@
 
 Every scoring call through the HTTP API is observed here, in memory (O(1) on the request path). At
 most once per ``flush_every`` seconds the counts are merged into ``live/<endpoint>/<deployment>.json``
-(10-second buckets: request and error counts and a latency histogram) with an ETag compare-and-swap,
-on a background thread, so every app instance adds to the same record. A progressive rollout reads
-them to compare its candidate with the deployment that serves (``window``).
+(10-second buckets: call and failure counts and a sparse latency histogram of 10%-wide buckets) with an
+ETag compare-and-swap, on a background thread, so every app instance adds to the same record. A
+progressive rollout reads them to compare its candidate with the deployment that serves (``window``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -24,8 +25,9 @@ from shared.records import RecordStore
 PREFIX = "live/"
 BUCKET_S = 10
 KEEP_S = 6 * 3600  # a bake longer than this judges on its last six hours
-# Upper bounds (ms) of the latency histogram's buckets; the last is open-ended.
-EDGES_MS = (25, 50, 100, 200, 400, 800, 1_600, 3_200, 6_400, 12_800, 25_600, 51_200, 102_400)
+# Upper bounds (ms) of the latency histogram's buckets, 10% apart from 1 ms to ~5 min (the last is open-ended):
+# fine enough that a p95 ratio of 1.5 is not an artefact of two neighbouring buckets.
+EDGES_MS = tuple(round(1.1 ** i, 3) for i in range(133))
 
 
 def failed(status: int) -> bool:
@@ -50,27 +52,41 @@ class Window:
                 "p95_ms": self.p95_ms}
 
 
-def _p95(histogram: list[int]) -> float | None:
-    total = sum(histogram)
+Row = dict[str, Any]  # one 10-s bucket: {"n": calls, "e": failures, "h": {latency bucket index: calls}}
+
+
+def _p95(histogram: dict[str, int]) -> float | None:
+    total = sum(histogram.values())
     if not total:
         return None
     rank, seen = 0.95 * total, 0
-    for index, count in enumerate(histogram):
+    for index in sorted(histogram, key=int):
+        count, i = histogram[index], int(index)
+        if count and seen + count >= rank:  # interpolated inside the bucket the rank falls in
+            low = EDGES_MS[i - 1] if i else 0.0
+            high = EDGES_MS[i] if i < len(EDGES_MS) else EDGES_MS[-1] * 1.1
+            return round(low + (high - low) * (rank - seen) / count, 1)
         seen += count
-        if seen >= rank:
-            return float(EDGES_MS[index]) if index < len(EDGES_MS) else float(EDGES_MS[-1] * 2)
     return None  # pragma: no cover - the loop always reaches the rank
 
 
-def _empty() -> list[int]:
-    return [0, 0] + [0] * (len(EDGES_MS) + 1)  # requests, errors, histogram
+def _empty() -> Row:
+    return {"n": 0, "e": 0, "h": {}}
+
+
+def _add(into: Row, row: Row) -> Row:
+    """``into`` plus ``row`` (sparse histograms: only the latency buckets that saw calls are kept)."""
+    histogram = dict(into["h"])
+    for index, count in row["h"].items():
+        histogram[str(index)] = histogram.get(str(index), 0) + count
+    return {"n": into["n"] + row["n"], "e": into["e"] + row["e"], "h": histogram}
 
 
 class LiveStats:
     def __init__(self, records: Callable[[], RecordStore], flush_every: float = 5.0,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._records, self._flush_every, self._clock = records, flush_every, clock
-        self._pending: dict[tuple[str, str], dict[int, list[int]]] = {}
+        self._pending: dict[tuple[str, str], dict[int, Row]] = {}
         self._lock = threading.Lock()
         self._flushed_at: datetime | None = None
         self._background = BackgroundFlush(self.flush, "live traffic")
@@ -83,9 +99,10 @@ class LiveStats:
         bucket = int(now.timestamp()) // BUCKET_S * BUCKET_S
         with self._lock:
             row = self._pending.setdefault((endpoint, deployment), {}).setdefault(bucket, _empty())
-            row[0] += 1
-            row[1] += failed(status)
-            row[2 + bisect.bisect_left(EDGES_MS, latency_ms)] += 1
+            row["n"] += 1
+            row["e"] += failed(status)
+            index = str(bisect.bisect_left(EDGES_MS, latency_ms))
+            row["h"][index] = row["h"].get(index, 0) + 1
             due = self._flushed_at is None or (now - self._flushed_at).total_seconds() >= self._flush_every
         if due:
             self._background.schedule()
@@ -101,22 +118,21 @@ class LiveStats:
                 with self._lock:  # keep them for the next flush
                     mine = self._pending.setdefault((endpoint, deployment), {})
                     for bucket, row in buckets.items():
-                        mine[bucket] = [a + b for a, b in zip(mine.get(bucket, _empty()), row, strict=True)]
+                        mine[bucket] = _add(mine.get(bucket, _empty()), row)
                 raise
 
     @staticmethod
     def _key(endpoint: str, deployment: str) -> str:
         return f"{PREFIX}{endpoint}/{deployment}.json"
 
-    def _merge(self, endpoint: str, deployment: str, buckets: dict[int, list[int]]) -> None:
+    def _merge(self, endpoint: str, deployment: str, buckets: dict[int, Row]) -> None:
         store, key = self._records(), self._key(endpoint, deployment)
         oldest = int(self._clock().timestamp()) - KEEP_S
         for _ in range(20):
             current = store.read(key)
-            stored: dict[str, list[int]] = orjson.loads(current.data)["buckets"] if current else {}
+            stored: dict[str, Row] = orjson.loads(current.data)["buckets"] if current else {}
             for bucket, row in buckets.items():
-                before = stored.get(str(bucket), _empty())
-                stored[str(bucket)] = [a + b for a, b in zip(before, row, strict=True)]
+                stored[str(bucket)] = _add(stored.get(str(bucket), _empty()), row)
             kept = {b: row for b, row in stored.items() if int(b) >= oldest}
             data = orjson.dumps({"endpoint": endpoint, "deployment": deployment, "bucket_s": BUCKET_S,
                                  "latency_edges_ms": EDGES_MS, "buckets": kept})
@@ -135,5 +151,5 @@ class LiveStats:
         total = _empty()
         for bucket, row in orjson.loads(current.data)["buckets"].items():
             if int(bucket) >= start:
-                total = [a + b for a, b in zip(total, row, strict=True)]
-        return Window(total[0], total[1], _p95(total[2:]))
+                total = _add(total, row)
+        return Window(total["n"], total["e"], _p95(total["h"]))

@@ -4,7 +4,7 @@ Azure ML's trainer logs per-step metrics (train loss, learning rate, epoch; eval
 on the pipeline's fine-tune step run, read with the MLflow tracking API of the workspace
 (``{history}/mlflow/v1.0{workspace}/api/2.0/mlflow/metrics/get-history``, the host from the workspace's
 service discovery; the step's run id from run history's children of the job) — what azureml-mlflow's
-client reads. While a run trains, a ``progress`` work message polls them every ``POLL_S`` seconds (one
+client reads. While a run trains, a ``progress`` work message polls them every ``progress_seconds`` (one
 chain per run, however many events start one), writes a summary on the run record (step, total steps,
 epoch, latest losses, ETA) only when it changed, and announces it as a ``tuneflow.run.progress`` CloudEvent.
 """
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 KIND = "progress"  # the work queue's message kind
-POLL_S = 5.0
 SERIES = ("train_loss", "eval_loss", "learning_rate", "epoch", "total_steps")
 TRAINING = frozenset({RunState.SUBMITTED, RunState.RUNNING})
 FINETUNE_STEP = "finetune"  # the step run whose name holds this logs the metrics (chat_completion_finetune)
@@ -109,10 +108,10 @@ def poll(ctx: Services, run_id: str) -> str:
     changed: list[bool] = []
     if latest is not None:
         run = ctx.runs.update(run_id, lambda r: _set(r, latest, changed))
-    if changed:  # throttled by the poll: at most one event per POLL_S, and none while nothing moves
+    if changed:  # throttled by the poll: at most one event per progress_seconds, and none while nothing moves
         shown = {k: v for k, v in (run.progress or {}).items() if k != "next_poll"}
         ctx.notifier.announce(run, "tuneflow.run.progress", {"run_id": run_id, "state": run.state.value, **shown})
-    schedule(ctx, run, POLL_S)
+    schedule(ctx, run, ctx.settings.progress_seconds)
     return "polled"
 
 

@@ -41,7 +41,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     settings = {"TUNEFLOW_FINETUNE_PARAMS": FAST_FINETUNE, "TUNEFLOW_TEST_FRACTION": "0.1",
                 "TUNEFLOW_SETTLE_SECONDS": "2", "TUNEFLOW_ENDPOINT": ENDPOINT, "TUNEFLOW_EVAL_MAX_ROWS": "24",
                 "TUNEFLOW_EVAL_CHUNK_SECONDS": "3", "TUNEFLOW_EVAL_MAX_NEW_TOKENS": "24",
-                "TUNEFLOW_EVAL_CONCURRENCY": "2"}
+                "TUNEFLOW_EVAL_CONCURRENCY": "2", "TUNEFLOW_PROGRESS_SECONDS": "1"}
     with start_stack(work / "stack", settings) as s:
         yield s
         print(s.devhost.log_text()[-6000:])
@@ -260,16 +260,16 @@ def test_a_good_canary_reaches_all_traffic_under_load_without_a_failed_call(stac
 
     with Load(stack) as load:
         drop(stack, "canary-good", {"train": "train.jsonl", "rollout": CANARY, "gate": OPEN_GATE,
-                                    "finetune": {"max_steps": 40, "logging_steps": 2}},
+                                    "finetune": {"max_steps": 80, "logging_steps": 4, "apply_early_stopping": False}},
              {"train.jsonl": jsonl(list(generate(200, seed=4)))})
         run = wait_for(watched, 900, "the good canary's run to settle")
     assert run.state == RunState.DEPLOYED, f"{run.state}: {run.last_error}"
     # live training progress: seen while it trained, every step in the metrics route, announced as events
-    assert seen and all(p["total_steps"] == 40 for p in seen), seen
-    assert seen[0]["step"] < 40 and [p["step"] for p in seen] == sorted(p["step"] for p in seen)
+    assert seen and all(p["total_steps"] == 80 for p in seen), seen
+    assert seen[0]["step"] < 80 and [p["step"] for p in seen] == sorted(p["step"] for p in seen)
     metrics = api(stack, "GET", f"/runs/{run.run_id}/metrics").json()
-    assert [r["step"] for r in metrics["series"]["train_loss"]] == list(range(2, 41, 2))
-    assert metrics["progress"]["step"] == 40 and len(metrics["series"]["learning_rate"]) == 20
+    assert [r["step"] for r in metrics["series"]["train_loss"]] == list(range(4, 81, 4))
+    assert metrics["progress"]["step"] == 80 and len(metrics["series"]["learning_rate"]) == 20
     events = [r["event"] for r in stack.admin("GET", "/topic/events")["value"]]
     steps = [e["data"]["step"] for e in events
              if e.get("type") == "tuneflow.run.progress" and e["subject"] == f"runs/{run.run_id}"]

@@ -62,7 +62,7 @@ def test_a_poll_writes_the_summary_announces_it_and_asks_for_the_next_once(monke
     (kind, data), = ctx.notifier.events
     assert kind == "tuneflow.run.progress" and data["step"] == 6 and data["run_id"] == RUN_ID
     assert [m for m, _ in ctx.work.sent] == [{"kind": "progress", "run_id": RUN_ID}]
-    assert ctx.work.sent[0][1] == progress.POLL_S
+    assert ctx.work.sent[0][1] == ctx.settings.progress_seconds == 5.0
     progress.start(ctx, ctx.runs.get(RUN_ID))  # another Running event while a poll is pending: no second chain
     assert len(ctx.work.sent) == 1
     progress.poll(ctx, RUN_ID)  # nothing moved since: no write, no event
