@@ -189,6 +189,10 @@ class RunStore:
         record = self._records.read(self._key(run_id))
         return Run.from_json(record.data) if record else None
 
+    def find(self, run_id: str) -> Run | None:
+        """The run a caller names, or None: also when the text cannot even be a run id."""
+        return self.get(run_id) if is_run_id(run_id) else None
+
     def index(self, states: Collection[str] | None = None) -> list[RunEntry]:
         """Runs in ``states`` (default: all), most recently updated first, from the listing alone:
         each record carries its state and update time as metadata, so no record is read. (A record

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from shared.api.http import Request, Response, http_answer, json_response
 from shared.api.streaming import live_chunks, sse_response
 from shared.api.validation import chat_call, is_name, parse_json, score_call
-from shared.errors import ApiError, InputError, ScoringError, TransientError
+from shared.errors import ApiError, ScoringError, TransientError
 from shared.integers import parse_int
 from shared.runs import Run, RunState
 from shared.scoring import models as catalog
@@ -265,16 +265,18 @@ def list_runs(request: Request, ctx: Services) -> Response:
     return json_response(200, {"runs": items, "count": len(items), "total": total})
 
 
-@route
-def get_run(request: Request, ctx: Services) -> Response:
+def _run_of(request: Request, ctx: Services) -> Run:
+    """The run the route's ``{id}`` names; 404 when there is none (or the id cannot be one)."""
     run_id = request.route_params.get("id", "")
-    try:
-        run = ctx.runs.get(run_id)
-    except InputError:
-        run = None  # not even a valid id: no such run
+    run = ctx.runs.find(run_id)
     if run is None:
         raise ApiError(404, f"no run {run_id!r}", code="run_not_found", param="id")
-    return json_response(200, run.summary_dict())
+    return run
+
+
+@route
+def get_run(request: Request, ctx: Services) -> Response:
+    return json_response(200, _run_of(request, ctx).summary_dict())
 
 
 @route
@@ -282,15 +284,9 @@ def run_metrics(request: Request, ctx: Services) -> Response:
     """The run's training metrics, every step, read from its job as Azure ML exposes them (MLflow)."""
     from shared.lifecycle import progress
 
-    run_id = request.route_params.get("id", "")
-    try:
-        run = ctx.runs.get(run_id)
-    except InputError:
-        run = None
-    if run is None:
-        raise ApiError(404, f"no run {run_id!r}", code="run_not_found", param="id")
+    run = _run_of(request, ctx)
     if not run.job_name:
-        raise ApiError(409, f"run {run_id} has no training job ({run.state}): no metrics to show",
+        raise ApiError(409, f"run {run.run_id} has no training job ({run.state}): no metrics to show",
                        code="no_training_job", param="id")
     found = progress.series(ctx.control, run.job_name)
     return json_response(200, {"run_id": run.run_id, "job_name": run.job_name, "state": run.state.value,

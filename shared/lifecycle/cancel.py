@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from shared.errors import ApiError, InputError
+from shared.errors import ApiError
 from shared.runs import CANCELABLE, Run, RunState
 
 if TYPE_CHECKING:
@@ -22,10 +22,7 @@ log = logging.getLogger(__name__)
 
 def cancel_run(ctx: Services, run_id: str) -> tuple[Run, bool]:
     """(the run, whether a job cancellation was requested); ApiError 404 / 409 when it cannot be."""
-    try:
-        run = ctx.runs.get(run_id)
-    except InputError:
-        run = None
+    run = ctx.runs.find(run_id)
     if run is None:
         raise ApiError(404, f"no run {run_id!r}", code="run_not_found", param="id")
     if run.state == RunState.CANCELED:

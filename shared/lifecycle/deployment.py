@@ -144,7 +144,8 @@ def _judge(ctx: Services, run: Run, endpoint: Mapping[str, Any], evaluate: bool)
     from shared.evaluation import runner
 
     s = settings_for(ctx.settings, run.config)
-    if not s.gate_enabled or runner.Evaluation(ctx.records, run.run_id).read()[0] is None:
+    started = runner.Evaluation(ctx.records, run.run_id).read()[0] if s.gate_enabled else None
+    if started is None:
         reason = smoke_test(ctx, run)  # once: a deployment that cannot answer at all is not worth evaluating
         if reason:
             return False, _failed(ctx, run, f"smoke test failed: {reason}")
@@ -157,7 +158,6 @@ def _judge(ctx: Services, run: Run, endpoint: Mapping[str, Any], evaluate: bool)
             runner.begin(ctx, run, s, serving)
         ctx.work.send_json({"kind": DEPLOY, "run_id": run.run_id})
         return False, run
-    started, _ = runner.Evaluation(ctx.records, run.run_id).read()
     base = (started or {}).get("deployments", {}).get(runner.BASE)
     if started is None and s.eval_compare_base:
         base = base_deployment.ensure(ctx, run, s)
