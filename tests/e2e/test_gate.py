@@ -210,7 +210,9 @@ def test_a_poisoned_dataset_is_gated_and_the_serving_model_never_misses_a_call(s
     assert runs.get(serving.run_id).state == RunState.DEPLOYED
 
 
-CANARY = {"strategy": "canary", "steps": [30, 100], "bake_minutes": 0.25, "min_requests": 5}
+# A 2-core machine running training beside scoring gives noisy p95s over a few calls: these canaries are judged
+# on failures (the p95 rule has its unit tests)
+CANARY = {"strategy": "canary", "steps": [30, 100], "bake_minutes": 0.25, "min_requests": 5, "max_p95_ratio": 10}
 # These candidates are judged by their canary: the gate lets any answering one through (min_delta -1)
 OPEN_GATE = {"min_delta": -1}
 
