@@ -8,11 +8,12 @@ STAMP := $(VENV)/.installed
 export TUNEFLOW_EMULATOR_CACHE ?= $(CURDIR)/.data/cache
 export TUNEFLOW_TEST_BASEMODEL_CACHE ?= $(TUNEFLOW_EMULATOR_CACHE)
 
-.PHONY: run test lint unit e2e bench clean install package
+.PHONY: run test lint unit e2e bench clean install package browser
 
 INFRA_VENV := .venv-infra
 
-install: $(STAMP) node_modules/.bin/azurite $(INFRA_VENV)/.installed
+VENDOR := shared/dashboard/static/vendor
+install: $(STAMP) node_modules/.bin/azurite $(VENDOR)/uPlot.iife.min.js $(INFRA_VENV)/.installed
 
 # The venv holds the app's runtime deps, the dev tools and the emulator's (CPU torch from disk).
 $(STAMP): requirements.txt requirements-dev.txt emulator/requirements.txt
@@ -33,6 +34,17 @@ node_modules/.bin/azurite: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The dashboard's chart library, from npm (package.json pins it) into the app's files: one file, deployed.
+$(VENDOR)/uPlot.iife.min.js: node_modules/.bin/azurite
+	mkdir -p $(VENDOR)
+	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css $(VENDOR)/
+
+# The browser the dashboard's tests drive: Debian's chromium (as root, as CI runs; Playwright's own download
+# cannot be fetched here).
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null)
+
 # The whole flow locally: DATASET=path/to/data.jsonl to run your own, MANIFEST=path/to/tuneflow.json to say
 # what the run wants, KEEP=1 to keep the endpoint.
 run: install
@@ -48,7 +60,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: install lint
+test: install browser lint
 	$(PY) -m pytest -q
 
 unit: $(STAMP)
@@ -69,4 +81,4 @@ bench: install
 	$(PY) bench/canary.py
 
 clean:
-	rm -rf $(VENV) $(INFRA_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .data
+	rm -rf $(VENV) $(INFRA_VENV) node_modules $(VENDOR) .mypy_cache .ruff_cache .pytest_cache .data

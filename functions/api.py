@@ -1,4 +1,4 @@
-"""Blueprint: the HTTP front door (scoring, OpenAI-compatible chat, models, runs, teardown, health).
+"""Blueprint: the HTTP front door (scoring, OpenAI-compatible chat, models, runs, teardown, health, dashboard).
 
 The functions use the Functions HTTP streams feature (``azurefunctions-extensions-http-fastapi``: FastAPI /
 Starlette request and response types, ``PYTHON_ENABLE_INIT_INDEXING=1``), so a streamed chat answer goes
@@ -117,6 +117,22 @@ async def run_metrics(req: Request) -> Response:
     return await _sync(req, routes.run_metrics)
 
 
+@bp.function_name("api_run_report")
+@bp.route(route="runs/{id}/report", methods=["GET"])
+async def run_report(req: Request) -> Response:
+    from shared.api import routes
+
+    return await _sync(req, routes.run_report)
+
+
+@bp.function_name("api_run_events")
+@bp.route(route="runs/{id}/events", methods=["GET"])
+async def run_events(req: Request) -> Response:
+    from shared.api import routes
+
+    return await _sync(req, routes.run_events)
+
+
 @bp.function_name("api_run_cancel")
 @bp.route(route="runs/{id}/cancel", methods=["POST"], auth_level=TEARDOWN_AUTH)
 async def run_cancel(req: Request) -> Response:
@@ -171,3 +187,21 @@ async def deployment_status(req: Request) -> Response:
     from shared.api import routes
 
     return await _sync(req, routes.deployment_status)
+
+
+# The dashboard: the page needs the function key (?code=, as the portal's function URLs carry it); its
+# assets are code without data, which a browser cannot fetch with a key (see shared.dashboard.assets).
+@bp.function_name("dashboard")
+@bp.route(route="dashboard", methods=["GET"])
+async def dashboard(req: Request) -> Response:
+    from shared.dashboard import assets
+
+    return _response(assets.page(await _request(req)))
+
+
+@bp.function_name("dashboard_asset")
+@bp.route(route="dashboard/assets/{name}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def dashboard_asset(req: Request) -> Response:
+    from shared.dashboard import assets
+
+    return _response(assets.asset(await _request(req)))

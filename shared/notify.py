@@ -84,6 +84,11 @@ class Notifier:
                 sent += 1
         return sent
 
+    def queued(self, run_id: str) -> set[int]:
+        """The transitions of ``run_id`` whose events wait in the outbox (not yet accepted by the topic)."""
+        return {int(key.rsplit("/", 1)[-1].split("-", 1)[0]) for key, _ in self._records.entries(
+            f"{self.PREFIX}{run_id}/")}
+
     def announce(self, run: Run, kind: str, data: dict[str, Any]) -> None:
         """An event that is no transition (training progress): sent at once, best effort, not queued — the
         next one supersedes it."""

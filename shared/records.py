@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from shared.errors import InputError
+
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient, ContentSettings
 
@@ -44,6 +46,11 @@ class RecordStore(Protocol):
 
     def entries(self, prefix: str = "") -> Iterator[tuple[str, Meta]]:
         """Each key under ``prefix`` (in key order) with the meta of its last write (one listing, no reads)."""
+        ...
+
+    def page(self, prefix: str, size: int, token: str | None = None) -> tuple[list[tuple[str, Meta]], str | None]:
+        """One page of ``entries`` (at most ``size``, in key order) starting at ``token`` (None: the first
+        page), and the token of the next page (None: there is none). An unusable token is an InputError."""
         ...
 
     def delete(self, key: str) -> None:
@@ -92,6 +99,14 @@ class MemoryRecordStore:
         with self._lock:
             found = sorted((k, r.meta) for k, r in self._items.items() if k.startswith(prefix))
         return iter(found)
+
+    def page(self, prefix: str, size: int, token: str | None = None) -> tuple[list[tuple[str, Meta]], str | None]:
+        if token is not None and not token.startswith(prefix):
+            raise InputError("not a page token of this listing")
+        with self._lock:
+            keys = sorted(k for k in self._items if k.startswith(prefix) and (token is None or k >= token))
+            found = [(k, self._items[k].meta) for k in keys[:size]]
+        return found, keys[size] if len(keys) > size else None
 
     def delete(self, key: str) -> None:
         with self._lock:
@@ -150,6 +165,22 @@ class BlobRecordStore:
     def entries(self, prefix: str = "") -> Iterator[tuple[str, Meta]]:
         for blob in self._container.list_blobs(name_starts_with=prefix, include=["metadata"]):
             yield blob.name, dict(blob.metadata or {})
+
+    def page(self, prefix: str, size: int, token: str | None = None) -> tuple[list[tuple[str, Meta]], str | None]:
+        from azure.core.exceptions import HttpResponseError
+
+        pages = self._container.list_blobs(name_starts_with=prefix, include=["metadata"],
+                                           results_per_page=size).by_page(continuation_token=token)
+        try:
+            found: list[tuple[str, Meta]] = [(blob.name, dict(blob.metadata or {})) for blob in next(pages)]
+        except StopIteration:
+            return [], None
+        except HttpResponseError as exc:
+            if token is not None and exc.status_code == 400:  # the service refused the marker
+                raise InputError("not a page token of this listing") from None
+            raise
+        following: str | None = getattr(pages, "continuation_token", None)
+        return found, following or None
 
     def delete(self, key: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError

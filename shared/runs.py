@@ -6,19 +6,22 @@ re-delivered one — is a no-op rather than an error: events are hints, the reco
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote, unquote
 
 import orjson
 
 from shared.errors import ConflictError, InputError
-from shared.records import RecordStore
+from shared.records import RecordStore, put
 
 # tuneflow makes run ids of 20 hex digits; a record's id is ASCII letters, digits and dashes (a blob name segment).
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
@@ -157,21 +160,100 @@ def run_id_for(content_sha256: str, config: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class RunEntry:
-    """A run as a listing sees it (its record's metadata)."""
+    """A run as a listing sees it: what its record's metadata carries (the runs table's columns)."""
 
     run_id: str
     state: RunState
     updated_at: str
+    created_at: str = ""
+    dataset: str = ""
+    base_model: str = ""
+    model: str | None = None
+    endpoint: str | None = None
+    deployment: str | None = None
+    job_name: str | None = None
+    studio_url: str | None = None
+    last_error: str | None = None
+    """At most ``ERROR_CHARS`` characters of it (the record has it whole)."""
+
+    @classmethod
+    def of(cls, run: Run) -> RunEntry:
+        return cls(run.run_id, run.state, run.updated_at, run.created_at, run.dataset, run.base_model, run.model,
+                   run.endpoint, run.deployment, run.job_name, run.studio_url, _clip(run.last_error))
+
+    @classmethod
+    def from_meta(cls, run_id: str, meta: Mapping[str, str]) -> RunEntry | None:
+        """The entry its metadata describes; None when the record predates some of it (read it instead)."""
+        if meta.get("v") != META_VERSION or not {"state", "updated", "created"} <= meta.keys():
+            return None
+        text = {key: unquote(meta.get(key, "")) or None for key in _TEXT_META}
+        return cls(run_id, RunState(meta["state"]), meta["updated"], meta["created"], text["dataset"] or "",
+                   text["base"] or "", text["model"], text["endpoint"], text["deployment"], text["job"],
+                   text["studio"], text["error"])
+
+
+ERROR_CHARS = 300
+META_VERSION = "2"  # records written with every column below; older ones are read once per listing
+_TEXT_META = ("dataset", "base", "model", "endpoint", "deployment", "job", "studio", "error")
+
+
+def _clip(text: str | None) -> str | None:
+    return text if text is None or len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…"
 
 
 def _meta(run: Run) -> dict[str, str]:
-    return {"state": run.state.value, "updated": run.updated_at}
+    """The listing's columns as blob metadata, written with the record. Metadata is ASCII (HTTP headers):
+    text that may be anything (a dataset's name, an error) is percent-encoded."""
+    entry = RunEntry.of(run)
+    text = {"dataset": entry.dataset, "base": entry.base_model, "model": entry.model, "endpoint": entry.endpoint,
+            "deployment": entry.deployment, "job": entry.job_name, "studio": entry.studio_url,
+            "error": entry.last_error}
+    return {"v": META_VERSION, "state": run.state.value, "updated": run.updated_at, "created": run.created_at,
+            **{key: quote(value, safe="/:@-._~") for key, value in text.items() if value}}
+
+
+Entries = list[RunEntry]
+
+
+def _timeline_key(run_id: str, created_at: str) -> str:
+    """Newest first in key order: the creation time, in milliseconds, counted down from year 2286."""
+    millis = int(datetime.fromisoformat(created_at).timestamp() * 1000)
+    return f"{RunStore.TIMELINE}{10**13 - 1 - millis:013d}-{run_id}"
+
+
+def _timeline_id(key: str) -> str:
+    return key[len(RunStore.TIMELINE) + 14 :]
+
+
+def _cursor(token: str | None, skip: int) -> str | None:
+    if token is None:
+        return None
+    return base64.urlsafe_b64encode(orjson.dumps([token, skip])).decode().rstrip("=")
+
+
+def _uncursor(cursor: str | None) -> tuple[str | None, int]:
+    if not cursor:
+        return None, 0
+    try:
+        token, skip = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(token, str) and isinstance(skip, int) and skip >= 0:
+            return token, skip
+    except (ValueError, TypeError):
+        pass
+    raise InputError("not a page token of this listing")
 
 
 class RunStore:
-    """Runs persisted through a ``RecordStore``; every update is a compare-and-swap loop."""
+    """Runs persisted through a ``RecordStore``; every update is a compare-and-swap loop.
+
+    Beside each record ``runs/<id>.json`` an empty record ``runs-by-time/<newest first>-<id>`` carries the
+    same listing metadata, so a page of the newest runs is one short listing, whatever the number of runs.
+    It is written after the record (a crash in between leaves it to the run's next change, or ``reindex``)
+    and only when a listed column changed."""
 
     PREFIX = "runs/"
+    TIMELINE = "runs-by-time/"
+    SCAN_SECONDS = 0.2  # a filtered page looks this long at most, then answers with what it found
 
     def __init__(
         self, records: RecordStore, on_transition: Callable[[Run, int], None] | None = None, retries: int = 20
@@ -194,22 +276,24 @@ class RunStore:
         return self.get(run_id) if is_run_id(run_id) else None
 
     def index(self, states: Collection[str] | None = None) -> list[RunEntry]:
-        """Runs in ``states`` (default: all), most recently updated first, from the listing alone:
-        each record carries its state and update time as metadata, so no record is read. (A record
-        written before that metadata existed is read here, once.)"""
+        """Runs in ``states`` (default: all), newest first, from the listing alone: each record carries
+        what a listing shows as metadata, so no record is read (one written before some of that metadata
+        existed is read here)."""
         wanted = None if states is None else {RunState(s).value for s in states}
         found = []
         for key, meta in self._records.entries(self.PREFIX):
-            state, updated = meta.get("state"), meta.get("updated")
-            if state is None or updated is None:
-                record = self._records.read(key)
-                if record is None:
+            if wanted is not None and meta.get("v") == META_VERSION and meta.get("state") not in wanted:
+                continue  # not wanted, and its metadata is current: no need to decode the rest
+            run_id = key[len(self.PREFIX) : -len(".json")]
+            entry = RunEntry.from_meta(run_id, meta)
+            if entry is None:
+                run = self.get(run_id) if is_run_id(run_id) else None
+                if run is None:
                     continue
-                run = Run.from_json(record.data)
-                state, updated = run.state.value, run.updated_at
-            if wanted is None or state in wanted:
-                found.append(RunEntry(key[len(self.PREFIX) : -len(".json")], RunState(state), updated))
-        found.sort(key=lambda e: e.updated_at, reverse=True)
+                entry = RunEntry.of(run)
+            if wanted is None or entry.state in wanted:
+                found.append(entry)
+        found.sort(key=lambda e: (e.created_at, e.run_id), reverse=True)
         return found
 
     def list(self, states: Collection[str] | None = None, limit: int | None = None) -> Iterator[Run]:
@@ -224,6 +308,7 @@ class RunStore:
         if not run.history:
             run.history.append(Transition(run.state, run.created_at))
         if self._records.create(self._key(run.run_id), run.to_json(), _meta(run)) is not None:
+            self._list(run, None)
             self._notify(run, 0)
             return run, True
         existing = self.get(run.run_id)
@@ -243,7 +328,9 @@ class RunStore:
             if not change(run):
                 return run
             run.updated_at = now_iso()
-            if self._records.replace(key, run.to_json(), record.etag, _meta(run)) is not None:
+            meta = _meta(run)
+            if self._records.replace(key, run.to_json(), record.etag, meta) is not None:
+                self._list(run, record.meta)
                 self._notify(run, seen)
                 return run
         raise ConflictError(f"run {run_id}: gave up after {self._retries} concurrent updates", run_id=run_id)
@@ -258,6 +345,52 @@ class RunStore:
             return True
 
         return self.update(run_id, change)
+
+    def timeline(self, limit: int, cursor: str | None = None,
+                 keep: Callable[[RunEntry], bool] | None = None) -> tuple[Entries, str | None]:
+        """Up to ``limit`` runs, newest first, that ``keep`` accepts (default: all), and the cursor of what
+        follows (None: nothing). One listing of ``limit`` entries when nothing is filtered; a filtered page
+        reads listing pages for up to ``SCAN_SECONDS`` and may come back short, with a cursor to go on from."""
+        token, skip = _uncursor(cursor)
+        found: list[RunEntry] = []
+        started = time.monotonic()
+        while True:
+            size = limit + skip if keep is None else max(200, limit)
+            items, following = self._records.page(self.TIMELINE, size, token)
+            for at in range(skip, len(items)):
+                key, meta = items[at]
+                entry = RunEntry.from_meta(_timeline_id(key), meta)
+                if entry is not None and (keep is None or keep(entry)):
+                    found.append(entry)
+                if len(found) == limit:
+                    return found, _cursor(token, at + 1) if at + 1 < len(items) else _cursor(following, 0)
+            if following is None:
+                return found, None
+            token, skip = following, 0
+            if time.monotonic() - started >= self.SCAN_SECONDS:
+                return found, _cursor(token, 0)
+
+    def reindex(self) -> int:
+        """Write the timeline entry of every run that has none (records from before it existed, or a crash
+        between a record and its entry); the number written. One full listing of both prefixes."""
+        listed = {_timeline_id(key) for key, _ in self._records.entries(self.TIMELINE)}
+        written = 0
+        for key, _ in self._records.entries(self.PREFIX):
+            run_id = key[len(self.PREFIX) : -len(".json")]
+            run = self.get(run_id) if run_id not in listed and is_run_id(run_id) else None
+            if run is not None:
+                self._list(run, None)
+                written += 1
+        return written
+
+    def _list(self, run: Run, before: Mapping[str, str] | None) -> None:
+        """Bring the run's timeline entry up to date, when a listed column changed (``before``: the record's
+        metadata before this write). Concurrent writers converge on the latest update."""
+        meta = _meta(run)
+        if before is not None and {**before, "updated": ""} == {**meta, "updated": ""}:
+            return
+        put(self._records, _timeline_key(run.run_id, run.created_at), b"", meta,
+            unchanged=lambda current: current.meta.get("updated", "") > run.updated_at)
 
     def _notify(self, run: Run, seen: int) -> None:
         """Call the hook once per transition recorded since ``seen`` (a new run may hold several)."""

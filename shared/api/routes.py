@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 from shared.api.http import Request, Response, http_answer, json_response
 from shared.api.streaming import live_chunks, sse_response
 from shared.api.validation import chat_call, is_name, parse_json, score_call
-from shared.errors import ApiError, ScoringError, TransientError
+from shared.errors import ApiError, InputError, ScoringError, TransientError
 from shared.integers import parse_int
-from shared.runs import Run, RunState
+from shared.runs import Run, RunEntry, RunState
 from shared.scoring import models as catalog
 from shared.scoring.models import ModelEntry
 from shared.scoring.resolve import EndpointInfo
@@ -240,15 +240,16 @@ async def get_model(request: Request, ctx: Services) -> Response:
 # ------------------------------------------------------------------------------------------ runs, health
 
 
-def _brief(run: Run) -> dict[str, Any]:
-    return {"run_id": run.run_id, "state": run.state.value, "dataset": run.dataset, "model": run.model,
-            "endpoint": run.endpoint, "deployment": run.deployment, "job_name": run.job_name,
-            "studio_url": run.studio_url, "last_error": run.last_error, "created_at": run.created_at,
-            "updated_at": run.updated_at}
+def _brief(entry: RunEntry) -> dict[str, Any]:
+    return {"run_id": entry.run_id, "state": entry.state.value, "dataset": entry.dataset,
+            "base_model": entry.base_model, "model": entry.model, "endpoint": entry.endpoint,
+            "deployment": entry.deployment, "job_name": entry.job_name, "studio_url": entry.studio_url,
+            "last_error": entry.last_error, "created_at": entry.created_at, "updated_at": entry.updated_at}
 
 
 @route
 def list_runs(request: Request, ctx: Services) -> Response:
+    """A page of runs, newest first, from the listing's metadata alone (no run record is read)."""
     wanted: set[RunState] | None = None
     if request.params.get("state"):
         try:
@@ -260,9 +261,23 @@ def list_runs(request: Request, ctx: Services) -> Response:
         limit = parse_int(request.params.get("limit", "100"), "limit", lo=1, hi=1000)
     except ValueError as exc:
         raise ApiError(400, str(exc), code="invalid_value", param="limit") from None
-    total = len(ctx.runs.index(wanted))  # one listing; only the runs returned are read
-    items = [_brief(r) for r in ctx.runs.list(wanted, limit=limit)]
-    return json_response(200, {"runs": items, "count": len(items), "total": total})
+    search = request.params.get("q", "").strip().casefold()
+    if len(search) > 256:
+        raise ApiError(400, "q (a part of the dataset's name) must be at most 256 characters",
+                       code="invalid_value", param="q")
+
+    def keep(entry: RunEntry) -> bool:
+        return (wanted is None or entry.state in wanted) and search in entry.dataset.casefold()
+
+    filtered = wanted is not None or bool(search)
+    try:
+        entries, following = ctx.runs.timeline(limit, request.params.get("cursor") or None,
+                                               keep if filtered else None)
+    except InputError as exc:
+        raise ApiError(400, f"cursor: {exc.message} (pass next_cursor as it came)", code="invalid_value",
+                       param="cursor") from None
+    return json_response(200, {"runs": [_brief(e) for e in entries], "count": len(entries),
+                               "next_cursor": following})
 
 
 def _run_of(request: Request, ctx: Services) -> Run:
@@ -291,6 +306,33 @@ def run_metrics(request: Request, ctx: Services) -> Response:
     found = progress.series(ctx.control, run.job_name)
     return json_response(200, {"run_id": run.run_id, "job_name": run.job_name, "state": run.state.value,
                                "progress": progress.summary(found), "series": found})
+
+
+@route
+def run_report(request: Request, ctx: Services) -> Response:
+    """The run's validation report as ingest stored it (errors by code with examples, warnings, files)."""
+    run = _run_of(request, ctx)
+    record = ctx.records.read(run.report_path) if run.report_path else None
+    if record is None:
+        raise ApiError(404, f"run {run.run_id} has no validation report ({run.state})", code="report_not_found",
+                       param="id")
+    return Response(200, record.data, {"Content-Type": "application/json"})
+
+
+@route
+def run_events(request: Request, ctx: Services) -> Response:
+    """The CloudEvents the run's transitions make (one per state it entered), and whether each reached the
+    topic: ``sent``, ``queued`` (waiting in the outbox for a retry) or ``off`` (no topic configured)."""
+    from shared.notify import event_type
+
+    run = _run_of(request, ctx)
+    notifier = ctx.notifier
+    queued = notifier.queued(run.run_id) if notifier.enabled else set()
+    events = [{"id": f"{run.run_id}-{i:04d}", "type": event_type(t.state.value), "time": t.at, "note": t.note,
+               "delivery": "off" if not notifier.enabled else "queued" if i in queued else "sent"}
+              for i, t in enumerate(run.history)]
+    return json_response(200, {"run_id": run.run_id, "events": events, "topic": notifier.enabled,
+                               "webhook": bool(run.notify_url)})
 
 
 @route

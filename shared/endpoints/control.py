@@ -98,6 +98,11 @@ def traffic_of(endpoint: Mapping[str, Any]) -> dict[str, int]:
     return {str(k): int(v) for k, v in ((endpoint.get("properties") or {}).get("traffic") or {}).items()}
 
 
+def mirror_of(endpoint: Mapping[str, Any]) -> dict[str, int]:
+    """deployment → the % of live calls copied to it (answers dropped), as ``mirrorTraffic`` says."""
+    return {str(k): int(v) for k, v in ((endpoint.get("properties") or {}).get("mirrorTraffic") or {}).items()}
+
+
 def _operation(response: httpx.Response) -> Operation:
     url = response.headers.get("azure-asyncoperation") or response.headers.get("location")
     if response.status_code == 200 and not url:

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from shared.endpoints.control import ControlPlane, model_of, provisioning_state, state_of, traffic_of
+from shared.endpoints.control import ControlPlane, mirror_of, model_of, provisioning_state, state_of, traffic_of
 from shared.records import RecordStore
 from shared.runs import Run, RunState, RunStore
 
@@ -143,6 +143,7 @@ class Teardown:
         deployments = self.control.deployments(name)
         pending = [d for _, d in self._pending(name)]
         return {"endpoint": name, "exists": True, "state": state_of(endpoint), "traffic": traffic,
+                "mirror": mirror_of(endpoint),
                 "deployments": [self._deployment_dict(d, traffic) for d in deployments],
                 "pending_deletions": pending, "tags": dict(endpoint.get("tags") or {})}
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from shared.endpoints.control import traffic_of
+from shared.endpoints.control import mirror_of, traffic_of
 from shared.endpoints.live import Window
 from shared.runs import Run, RunState, now_iso
 
@@ -111,7 +111,7 @@ def mirror(ctx: Services, run: Run, endpoint: Mapping[str, Any], serving: str, s
         done = ctx.control.wait(ctx.control.set_traffic(endpoint, {candidate: 100}, mirror={}), 30.0)
         return done, run if done else _look_again(ctx, run, check_every(s))
     share = s.rollout_mirror_percent
-    mirrored = ((endpoint.get("properties") or {}).get("mirrorTraffic") or {}).get(candidate, 0)
+    mirrored = mirror_of(endpoint).get(candidate, 0)
     if not position.get("since") or mirrored != share:
         operation = ctx.control.set_traffic(endpoint, {serving: 100}, mirror={candidate: share})
         log.info("run %s: mirroring %d%% of %s's live calls to %s", run.run_id, share, name, candidate)

@@ -53,6 +53,22 @@ class Histogram:
             self.large[bucket] = self.large.get(bucket, 0) + n
         self.absorb(other.count, other.total, other.maximum)
 
+    def bins(self, n: int = 20) -> list[tuple[int, int, int]]:
+        """``n`` equal-width bins over [0, maximum] as (low, high, count), ``high`` inclusive: the shape of
+        the spread for a chart (a large value counts in the bin of its bucket's midpoint)."""
+        if not self.count:
+            return []
+        width = max(1, math.ceil((self.maximum + 1) / n))
+        counts = [0] * n
+        for value, seen in enumerate(self.exact):
+            if seen:
+                counts[min(n - 1, value // width)] += seen
+        for bucket, seen in self.large.items():
+            middle = min(self.maximum, round(EXACT * _RATIO**bucket * math.sqrt(_RATIO)))
+            counts[min(n - 1, middle // width)] += seen
+        last = self.maximum // width  # no empty bins past the largest value
+        return [(i * width, min(self.maximum, (i + 1) * width - 1), counts[i]) for i in range(min(n, last + 1))]
+
     def quantile(self, q: float) -> int:
         """The nearest-rank quantile (the smallest value with at least ``q`` of the values ≤ it)."""
         if not self.count:

@@ -54,6 +54,8 @@ class TokenStats:
     p90: int = 0
     max: int = 0
     assistant_total: int = 0
+    histogram: tuple[tuple[int, int, int], ...] = ()
+    """Rows per token-length bin: (low, high inclusive, rows), about 20 equal-width bins from 0 to max."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,7 @@ class ValidationReport:
             errors={code: _group_from(g) for code, g in data["errors"].items()},
             warnings={code: _group_from(g) for code, g in data["warnings"].items()},
             files={
-                split: FileStats(**{**stats, "tokens": TokenStats(**stats["tokens"])})
+                split: FileStats(**{**stats, "tokens": _tokens_from(stats["tokens"])})
                 for split, stats in data["files"].items()
             },
             dropped=Dropped(
@@ -271,3 +273,9 @@ def _group_from(data: dict[str, Any]) -> IssueGroup:
         examples=tuple(Issue(**i) for i in data["examples"]),
         detail=dict(data["detail"]),
     )
+
+
+def _tokens_from(data: dict[str, Any]) -> TokenStats:
+    """A report's token figures (one stored before the histogram existed has none)."""
+    bins = tuple((int(low), int(high), int(rows)) for low, high, rows in data.get("histogram", ()))
+    return TokenStats(**{**data, "histogram": bins})

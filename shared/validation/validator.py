@@ -121,6 +121,7 @@ class _Validation:
                 p90=t.quantile(0.9),
                 max=t.maximum,
                 assistant_total=tally.assistant_tokens,
+                histogram=tuple(t.bins()),
             ),
         )
 

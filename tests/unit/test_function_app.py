@@ -18,6 +18,10 @@ EXPECTED = {
     "api_model": ("httpTrigger", {"http"}),
     "api_run": ("httpTrigger", {"http"}),
     "api_run_metrics": ("httpTrigger", {"http"}),
+    "api_run_report": ("httpTrigger", {"http"}),
+    "api_run_events": ("httpTrigger", {"http"}),
+    "dashboard": ("httpTrigger", {"http"}),
+    "dashboard_asset": ("httpTrigger", {"http"}),
     "api_run_cancel": ("httpTrigger", {"http"}),
     "api_health": ("httpTrigger", {"http"}),
     "api_teardown_endpoint": ("httpTrigger", {"http"}),
@@ -54,3 +58,10 @@ def test_every_function_is_indexed_with_its_trigger_and_bindings():
 def test_ingest_takes_the_event_as_its_argument():
     trigger, _ = indexed()["ingest"]
     assert trigger["name"] == "event"
+
+
+def test_only_the_dashboards_assets_are_served_without_a_key():
+    """The page and every data route need a key; the assets (code, no data) cannot carry one in <script src>."""
+    levels = {name: trigger.get("authLevel") for name, (trigger, _) in indexed().items() if trigger["type"] == "httpTrigger"}
+    assert {name for name, level in levels.items() if str(level).upper() == "ANONYMOUS"} == {"dashboard_asset"}
+    assert str(levels["dashboard"]).upper() == "FUNCTION"
