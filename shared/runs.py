@@ -198,7 +198,9 @@ _TEXT_META = ("dataset", "base", "model", "endpoint", "deployment", "job", "stud
 
 
 def _clip(text: str | None) -> str | None:
-    return text if text is None or len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…"
+    if not text:
+        return None
+    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…"
 
 
 def _meta(run: Run) -> dict[str, str]:
@@ -225,10 +227,9 @@ def _timeline_id(key: str) -> str:
     return key[len(RunStore.TIMELINE) + 14 :]
 
 
-def _cursor(token: str | None, skip: int) -> str | None:
-    if token is None:
-        return None
-    return base64.urlsafe_b64encode(orjson.dumps([token, skip])).decode().rstrip("=")
+def _cursor(token: str | None, skip: int) -> str:
+    """Where a page ends: the listing page it is in (None: the first) and how many of that page were shown."""
+    return base64.urlsafe_b64encode(orjson.dumps([token or "", skip])).decode().rstrip("=")
 
 
 def _uncursor(cursor: str | None) -> tuple[str | None, int]:
@@ -236,8 +237,8 @@ def _uncursor(cursor: str | None) -> tuple[str | None, int]:
         return None, 0
     try:
         token, skip = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if isinstance(token, str) and isinstance(skip, int) and skip >= 0:
-            return token, skip
+        if isinstance(token, str) and isinstance(skip, int) and 0 <= skip <= 10_000:
+            return token or None, skip
     except (ValueError, TypeError):
         pass
     raise InputError("not a page token of this listing")
@@ -261,6 +262,7 @@ class RunStore:
         self._records = records
         self._on_transition = on_transition
         self._retries = retries
+        self._timeline_ready = False
 
     def _key(self, run_id: str) -> str:
         if not is_run_id(run_id):
@@ -355,7 +357,7 @@ class RunStore:
         found: list[RunEntry] = []
         started = time.monotonic()
         while True:
-            size = limit + skip if keep is None else max(200, limit)
+            size = (limit if keep is None else max(200, limit)) + skip  # the page the cursor counted in
             items, following = self._records.page(self.TIMELINE, size, token)
             for at in range(skip, len(items)):
                 key, meta = items[at]
@@ -363,12 +365,28 @@ class RunStore:
                 if entry is not None and (keep is None or keep(entry)):
                     found.append(entry)
                 if len(found) == limit:
-                    return found, _cursor(token, at + 1) if at + 1 < len(items) else _cursor(following, 0)
+                    if at + 1 < len(items):
+                        return found, _cursor(token, at + 1)
+                    return found, _cursor(following, 0) if following is not None else None
             if following is None:
                 return found, None
             token, skip = following, 0
             if time.monotonic() - started >= self.SCAN_SECONDS:
                 return found, _cursor(token, 0)
+
+    MARKER = "index/runs-by-time.v1"
+
+    def ensure_timeline(self) -> int:
+        """``reindex`` once per store (the marker record says it was done): runs stored before the timeline
+        existed appear in it. Cheap after the first time: one read per process, then nothing."""
+        if self._timeline_ready:
+            return 0
+        written = 0
+        if self._records.read(self.MARKER) is None:
+            written = self.reindex()
+            self._records.create(self.MARKER, now_iso().encode())
+        self._timeline_ready = True
+        return written
 
     def reindex(self) -> int:
         """Write the timeline entry of every run that has none (records from before it existed, or a crash

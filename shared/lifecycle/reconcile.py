@@ -54,6 +54,11 @@ def reconcile(ctx: Services, resubmit: Callable[[Run], object] | None = None) ->
     """One pass over all unfinished runs. A failure on one run, whatever its type, is logged, counted and
     recorded on that run; it never stops the pass (see ``_stalled``)."""
     outcome: Counter[str] = Counter()
+    try:
+        if written := ctx.runs.ensure_timeline():
+            outcome["timeline_entries_written"] = written
+    except Exception as exc:  # the listing's index; the runs themselves do not wait on it
+        log.warning("reconcile: the runs timeline could not be checked: %s", type(exc).__name__)
     for run in list(ctx.runs.list(ACTIVE)):  # settled runs are not even read
         if finished(run):  # settled since the listing (or registered only, as its manifest asked)
             continue

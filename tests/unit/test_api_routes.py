@@ -341,6 +341,38 @@ def test_runs_list_filter_and_detail():
     assert routes.get_run(get("runs/x", {"id": "../x"}), w.api).status == 404
 
 
+def test_runs_list_pages_with_a_cursor_and_searches_datasets():
+    w = make()
+    for i in range(7):
+        w.runs.create(Run(f"p{i}", RunState.DEPLOYED if i % 2 else RunState.REJECTED, f"datasets/Team-{i % 3}/d.jsonl",
+                          [], "azureml://registries/azureml/models/Phi-4-mini-instruct/versions/1",
+                          created_at=f"2026-01-01T00:00:0{i}.000+00:00"))
+    first = routes.list_runs(get("runs", params={"limit": "3"}), w.api).json()
+    assert [r["run_id"] for r in first["runs"]] == ["p6", "p5", "p4"] and first["next_cursor"]
+    assert first["runs"][0]["base_model"].endswith("Phi-4-mini-instruct/versions/1")
+    rest = routes.list_runs(get("runs", params={"limit": "10", "cursor": first["next_cursor"]}), w.api).json()
+    assert [r["run_id"] for r in rest["runs"]] == ["p3", "p2", "p1", "p0"] and rest["next_cursor"] is None
+    found = routes.list_runs(get("runs", params={"q": "team-1", "state": "DEPLOYED"}), w.api).json()
+    assert [r["run_id"] for r in found["runs"]] == ["p1"]
+    bad = routes.list_runs(get("runs", params={"cursor": "not-one"}), w.api)
+    assert bad.status == 400 and error_of(bad)["param"] == "cursor"
+    assert routes.list_runs(get("runs", params={"q": "x" * 300}), w.api).status == 400
+
+
+def test_run_report_and_events():
+    w = make()
+    add_run(w, "r3", RunState.REJECTED, report_path="reports/r3.json")
+    w.records.create("reports/r3.json", b'{"valid": false, "errors": {}}')
+    add_run(w, "r4", RunState.RECEIVED)
+    assert routes.run_report(get("runs/r3/report", {"id": "r3"}), w.api).json()["valid"] is False
+    missing = routes.run_report(get("runs/r4/report", {"id": "r4"}), w.api)
+    assert missing.status == 404 and error_of(missing)["code"] == "report_not_found"
+    events = routes.run_events(get("runs/r3/events", {"id": "r3"}), w.api).json()
+    assert [e["type"] for e in events["events"]] == ["tuneflow.run.rejected"]
+    assert events["events"][0]["id"] == "r3-0000" and events["events"][0]["delivery"] == "off"
+    assert routes.run_events(get("runs/zz/events", {"id": "zz"}), w.api).status == 404
+
+
 def test_health():
     w = make()
     body = routes.health(get("health"), w.api)

@@ -1,6 +1,6 @@
 // tuneflow's dashboard. Everything shown comes from the JSON API, called with the key in this page's own
 // ?code= (never written into the page by the server). Every value is put into the page as text
-// (textContent, never innerHTML): a dataset's content cannot become markup or script.
+// (text nodes, never parsed as HTML): a dataset's content cannot become markup or script.
 "use strict";
 (() => {
   const KEY = new URLSearchParams(location.search).get("code") || "";
