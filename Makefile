@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export TUNEFLOW_EMULATOR_CACHE ?= $(CURDIR)/.data/cache
 export TUNEFLOW_TEST_BASEMODEL_CACHE ?= $(TUNEFLOW_EMULATOR_CACHE)
 
-.PHONY: run test lint unit e2e bench clean install package browser
+.PHONY: run test lint unit e2e bench clean install package browser screenshots
 
 INFRA_VENV := .venv-infra
 
@@ -66,8 +66,12 @@ test: install browser lint
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
-e2e: install
+e2e: install browser
 	$(PY) -m pytest -q tests/e2e
+
+# The README's dashboard screenshots, taken by the browser tests through the real local stack.
+screenshots: install browser
+	TUNEFLOW_SCREENSHOTS=$(CURDIR)/docs $(PY) -m pytest -q tests/e2e/test_dashboard.py
 
 bench: install
 	$(PY) bench/validation/run.py

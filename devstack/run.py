@@ -293,6 +293,7 @@ def write_env(stack: LocalStack, path: Path) -> None:
     values = {
         "TUNEFLOW_API_URL": stack.api, "TUNEFLOW_API_KEY": stack.devhost.function_key,
         "KEY": stack.devhost.function_key, "ADMIN": stack.devhost.master_key,
+        "TUNEFLOW_DASHBOARD_URL": f"{stack.api}/dashboard?code={stack.devhost.function_key}",
         **{name: stack.settings[name] for name in (
             "TUNEFLOW_STORAGE_CONNECTION", "TUNEFLOW_DROP_CONTAINER", "TUNEFLOW_EMULATOR_CONNECTION")},
         "TUNEFLOW_OUTPUT_CONTAINER": stack.settings.get("TUNEFLOW_OUTPUT_CONTAINER", "tuneflow"),
@@ -377,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             console.say(f"kept: endpoint {run.get('endpoint')} stays up; stack stays up until Ctrl-C")
             console.say(f"API: {stack.api} (x-functions-key {stack.devhost.function_key}); admin key "
                         f"{stack.devhost.master_key}")
+            console.say(f"dashboard: {stack.api}/dashboard?code={stack.devhost.function_key}")
             console.say(f"for the README's CLI commands: source {args.env_file}")
             while True:
                 time.sleep(3600)

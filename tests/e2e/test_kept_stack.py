@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +44,10 @@ def test_the_readme_cli_commands_work_against_a_kept_stack():
         out = "".join(lines)
         assert ENV_FILE.is_file(), out[-3000:]
         assert re.search(r"API: http://\S+/api \(x-functions-key \S+\); admin key \S+", out), out[-3000:]
+        dashboard = re.search(r"dashboard: (http://\S+/api/dashboard\?code=\S+)", out)
+        assert dashboard, out[-3000:]
+        page = httpx.get(dashboard.group(1), timeout=30)  # the printed URL opens the page as it is
+        assert page.status_code == 200 and "app.js" in page.text
         run_id = re.search(r"^run ([0-9a-f]{20}): DEPLOYED", out, re.M)
         assert run_id, out[-3000:]
         status = [c.replace("3f2a9c", run_id.group(1)[:6]) for c in readme_block("python -m cli status")]

@@ -60,5 +60,7 @@ def test_the_package_holds_the_app_and_nothing_else(package: Path) -> None:
     app = [n for n in names if not n.startswith(".python_packages/")]
     assert not [n for n in app if n.split("/")[0] in ("tests", "emulator", "devhost", "devstack", "bench", "cli")]
     assert not [n for n in app if "__pycache__" in n or n.endswith((".pyc", "local.settings.json"))]
+    static = "shared/dashboard/static/"  # the dashboard ships its page, script and chart library
+    assert {f"{static}index.html", f"{static}app.js", f"{static}vendor/uPlot.iife.min.js"} <= set(app)
     site = {n.split("/")[3] for n in names if n.startswith(".python_packages/lib/site-packages/") and n.count("/") > 3}
     assert "azure" in site and "orjson" in site and "torch" not in site  # requirements.txt alone

@@ -178,6 +178,19 @@ def test_the_hooks_read_only_outputs_the_template_defines() -> None:
             assert (ROOT / template).is_file()
 
 
+def test_the_prepackage_hooks_ship_the_chart_library_the_makefile_installs() -> None:
+    import yaml
+
+    azure = yaml.safe_load((ROOT / "azure.yaml").read_text())
+    makefile = (ROOT / "Makefile").read_text()
+    files = re.findall(r"node_modules/uplot/dist/\S+", makefile)
+    assert files
+    for shell in ("posix", "windows"):
+        text = (ROOT / azure["hooks"]["prepackage"][shell]["run"]).read_text()
+        assert "npm ci" in text and "shared/dashboard/static/vendor" in text
+        assert all(f.rstrip(",") in text for f in files), shell
+
+
 def test_checkov_passes_over_the_template() -> None:
     checkov = ROOT / ".venv-infra" / "bin" / "checkov"
     assert checkov.exists(), "make install puts checkov in .venv-infra (requirements-infra.txt)"
