@@ -194,3 +194,23 @@ def test_endpoints_page_tears_down_only_with_the_admin_key(stack, deployed, page
     else:
         raise AssertionError("the endpoint was not deleted after the teardown")
     assert page.errors == []
+
+
+def test_a_rejected_runs_errors_show_their_lines_and_markup_as_text(stack, runs, page):
+    good = [json.dumps(r) for r in generate(15, 3)]
+    bad_role = json.dumps({"messages": [{"role": "<img src=x onerror=window.__xss=2>", "content": "hi"},
+                                        {"role": "assistant", "content": "hello"}]})
+    lines = [*good, bad_role, "not json <script>window.__xss=3</script>"]
+    blobs = BlobServiceClient.from_connection_string(stack.azurite.connection_string)
+    blobs.get_blob_client("datasets", "broken-markup.jsonl").upload_blob(("\n".join(lines) + "\n").encode(),
+                                                                         overwrite=True)
+    run = wait_for(run_for(runs, "broken-markup.jsonl", {RunState.REJECTED}), 120, "the broken dataset's rejection")
+    page.goto(dashboard_url(stack) + f"#/runs/{run.run_id}")
+    errors = page.locator("#errors")
+    errors.wait_for(timeout=30_000)
+    text = errors.inner_text()
+    assert "line 16" in text and "line 17" in text, text
+    assert "<img src=x onerror=window.__xss=2>" in text or "<script>" in text, text
+    assert "Rejected" in page.locator("#validation").inner_text()
+    no_markup_ran(page)
+    assert page.errors == []

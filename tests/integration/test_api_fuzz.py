@@ -56,7 +56,8 @@ header_values = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=1
 ROUTES: list[tuple[str, str]] = [
     ("POST", "/api/score"), ("GET", "/api/score/{}"), ("POST", "/api/v1/chat/completions"),
     ("GET", "/api/v1/models"), ("GET", "/api/v1/models/{}"), ("GET", "/api/runs"), ("GET", "/api/runs/{}"),
-    ("POST", "/api/runs/{}/cancel"),
+    ("POST", "/api/runs/{}/cancel"), ("GET", "/api/runs/{}/metrics"), ("GET", "/api/runs/{}/report"),
+    ("GET", "/api/runs/{}/events"), ("GET", "/api/dashboard"), ("GET", "/api/dashboard/assets/{}"),
     ("GET", "/api/health"), ("GET", "/api/endpoints"), ("DELETE", "/api/endpoints/{}"), ("DELETE", "/api/endpoints/{}/deployments/{}"),
     ("GET", "/api/endpoints/{}/status"), ("GET", "/api/endpoints/{}/deployments/{}/status"),
 ]
@@ -105,7 +106,8 @@ def check_answer(response: httpx.Response, what: str) -> None:
 
 
 @given(route=st.sampled_from(ROUTES), parts=st.lists(segments, min_size=2, max_size=2),
-       query=st.dictionaries(st.sampled_from(["limit", "state", "code2", "api-version", "x"]), query_values,
+       query=st.dictionaries(st.sampled_from(["limit", "state", "q", "cursor", "v", "code2", "api-version", "x"]),
+                             query_values,
                              max_size=3),
        headers=st.dictionaries(st.sampled_from(["content-type", "accept", "x-request-id", "content-length2",
                                                 "x-ms-foo", "authorization"]), header_values, max_size=3),
