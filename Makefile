@@ -71,7 +71,8 @@ e2e: install browser
 
 # The README's dashboard screenshots, taken by the browser tests through the real local stack.
 screenshots: install browser
-	TUNEFLOW_SCREENSHOTS=$(CURDIR)/docs $(PY) -m pytest -q tests/e2e/test_dashboard.py
+	TUNEFLOW_SCREENSHOTS=$(CURDIR)/docs $(PY) -m pytest -q tests/e2e/test_dashboard.py \
+		tests/e2e/test_gate.py::test_a_good_canary_reaches_all_traffic_under_load_without_a_failed_call
 
 bench: install
 	$(PY) bench/validation/run.py

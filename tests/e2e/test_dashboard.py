@@ -9,8 +9,6 @@ Screenshots go to ``TUNEFLOW_SCREENSHOTS`` when set (``make screenshots`` writes
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,8 @@ from azure.storage.blob import BlobServiceClient
 from cli.demo_dataset import generate
 from shared.runs import RunState
 from tests.e2e.conftest import run_for, wait_for
+from tests.support.browser import chromium, expect, new_page, screenshots
+from tests.support.browser import dashboard_url as url_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 MARKUP = ['<script>window.__xss = "script"</script>', '<img src=x onerror="window.__xss = \'img\'">',
@@ -30,8 +30,6 @@ MARKUP = ['<script>window.__xss = "script"</script>', '<img src=x onerror="windo
 KEY_NAME = '<img src=x onerror="window.__xss=\'key\'">'
 DATASET = 'xss<img src=x onerror=window.__xss=1>.jsonl'
 DONE = {RunState.DEPLOYED, RunState.FAILED, RunState.DEPLOY_FAILED, RunState.REJECTED, RunState.GATED}
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
 
 
 def markup_dataset(rows: int = 200, seed: int = 11) -> bytes:
@@ -55,35 +53,22 @@ def deployed(stack, runs):
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    executable = shutil.which("chromium")
-    assert executable, "Debian's chromium is not installed (make browser)"
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda exc: errors.append(str(exc)))
-    opened.errors = errors
-    yield opened
-    context.close()
+    with new_page(browser) as opened:
+        yield opened
 
 
 def shots(tmp_path: Path) -> Path:
-    target = Path(os.environ.get("TUNEFLOW_SCREENSHOTS") or tmp_path)
-    target.mkdir(parents=True, exist_ok=True)
-    return target
+    return screenshots(tmp_path)
 
 
 def dashboard_url(stack, key: str | None = None) -> str:
-    return f"{stack.api}/dashboard?code={key or stack.devhost.function_key}"
+    return url_of(stack.api, key or stack.devhost.function_key)
 
 
 def no_markup_ran(page) -> None:
@@ -102,12 +87,6 @@ def test_the_page_needs_the_function_key_and_forbids_inline_script(stack):
     assert answer.status_code == 200 and stack.devhost.function_key not in answer.text  # no key written in
     csp = answer.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and answer.headers["referrer-policy"] == "no-referrer"
-
-
-def expect(locator):
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(locator)
 
 
 def test_runs_page_lists_the_deployed_run_as_text(stack, deployed, page, tmp_path):
@@ -135,7 +114,8 @@ def test_runs_page_lists_the_deployed_run_as_text(stack, deployed, page, tmp_pat
     page.press("#search", "Enter")
     expect(page.locator("#runs tbody tr[data-run-id]")).to_have_count(1)
     no_markup_ran(page)
-    page.screenshot(path=str(shots(tmp_path) / "dashboard-runs.png"), full_page=True)
+    page.screenshot(path=str(shots(tmp_path) / "dashboard-search.png"), full_page=True)
+    assert page.locator("#runs > tbody").count() == 1 and page.locator("#runs tbody tbody").count() == 0
     assert page.errors == []
 
 

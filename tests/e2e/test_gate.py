@@ -30,6 +30,7 @@ from shared.evaluation.runner import report_key
 from shared.records import BlobRecordStore
 from shared.runs import SETTLED, Run, RunState, RunStore
 from tests.e2e.conftest import FAST_FINETUNE, run_for, wait_for
+from tests.support.browser import chromium, dashboard_url, new_page, screenshots
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ENDPOINT = "gate-chat"
@@ -247,7 +248,7 @@ class Load:
         self._thread.join()
 
 
-def test_a_good_canary_reaches_all_traffic_under_load_without_a_failed_call(stack, runs, better):
+def test_a_good_canary_reaches_all_traffic_under_load_without_a_failed_call(stack, runs, better, tmp_path):
     serving: Run = runs.get(better["run"].run_id)
     assert serving.state == RunState.DEPLOYED
     seen: list[dict[str, Any]] = []  # the run's training progress, as GET /api/runs/{id} showed it meanwhile
@@ -281,6 +282,27 @@ def test_a_good_canary_reaches_all_traffic_under_load_without_a_failed_call(stac
     assert history[0]["candidate"]["requests"] >= 5 and history[0]["candidate"]["errors"] == 0
     assert load.served > 20 and load.failures == []
     assert traffic(stack) == {run.deployment: 100} and runs.get(serving.run_id).state == RunState.RETIRED
+    shown_in_the_dashboard(stack, run, tmp_path)
+
+
+def shown_in_the_dashboard(stack: LocalStack, run: Run, tmp_path: Path) -> None:
+    """The run page shows this canary as the API has it: its steps, the comparison with what served, the loss."""
+    with chromium() as browser, new_page(browser) as page:
+        page.goto(dashboard_url(stack.api, stack.devhost.function_key))
+        row = page.locator(f'#runs tr[data-run-id="{run.run_id}"]')
+        row.wait_for(timeout=30_000)
+        assert "DEPLOYED" in row.inner_text() and page.locator("#runs tbody tr").count() >= 4  # weak, better, …
+        page.screenshot(path=str(screenshots(tmp_path) / "dashboard-runs.png"), full_page=True)
+        row.click()
+        history = page.locator("#rollout-history")
+        history.wait_for(timeout=30_000)
+        assert "30%" in history.inner_text() and "baked" in history.inner_text()
+        header = page.locator("#evaluation-table thead").inner_text()
+        assert "candidate" in header and "serving" in header
+        steps = page.locator("#loss-chart").get_attribute("data-steps") or ""
+        assert steps == ",".join(str(s) for s in range(4, 81, 4))
+        page.screenshot(path=str(screenshots(tmp_path) / "dashboard-canary.png"), full_page=True)
+        assert page.errors == []
 
 
 def test_an_erroring_canary_rolls_back_by_itself_within_one_bake_interval(stack, runs):

@@ -14,18 +14,20 @@ from azure.storage.blob import BlobServiceClient
 from cli.demo_dataset import generate
 from devstack.stack import LocalStack, start_stack
 from shared.records import BlobRecordStore
+from shared.runs import SETTLED as SETTLED_STATES
 from shared.runs import RunState, RunStore
 from tests.e2e.conftest import FAST_FINETUNE, run_for, wait_for
 from tests.support.events import load_event
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-SETTLED = {RunState.DEPLOYED, RunState.FAILED, RunState.DEPLOY_FAILED, RunState.REJECTED}
+SETTLED = set(SETTLED_STATES)  # every state a run stops in: a wrong ending fails at once, with its error
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     work: Path = tmp_path_factory.mktemp("faults")
-    with start_stack(work, {"TUNEFLOW_FINETUNE_PARAMS": FAST_FINETUNE}) as s:
+    # Any candidate that answers is promoted: this module tests delivery and recovery, not the gate (test_gate.py)
+    with start_stack(work, {"TUNEFLOW_FINETUNE_PARAMS": FAST_FINETUNE, "TUNEFLOW_GATE_MIN_DELTA": "-1"}) as s:
         yield s
 
 
@@ -76,7 +78,7 @@ def test_a_forced_deployment_failure_keeps_the_previous_deployment_serving(stack
     upload(stack, "broken-deploy.jsonl", seed=13)
     run = wait_for(run_for(runs, "datasets/broken-deploy.jsonl", SETTLED), 600, "the run to settle")
     faults(stack)
-    assert run.state == RunState.DEPLOY_FAILED and run.last_error
+    assert run.state == RunState.DEPLOY_FAILED and run.last_error, [(t.state.value, t.note) for t in run.history]
     ml = stack.emulator.ml_client()
     endpoint = ml.online_endpoints.get("tuneflow-chat")
     # the SDK lists every deployment in `traffic`; the broken one never got any
@@ -118,7 +120,7 @@ def test_a_drop_made_while_the_host_is_down_is_ingested_exactly_once(stack, runs
     time.sleep(12)
     stack.devhost = start_devhost("function_app:app", port=port, settings=stack.settings, keys=keys, timeout=60)
     run = wait_for(run_for(runs, "datasets/while-down.jsonl", SETTLED), 600, "the run of the drop made while down")
-    assert run.state == RunState.DEPLOYED, run.last_error
+    assert run.state == RunState.DEPLOYED, f"{run.state}: {run.last_error} {run.evaluation}"
     assert len([r for r in runs.list() if r.dataset.endswith("/while-down.jsonl")]) == 1
     log = stack.admin("GET", "/events/deliveries?subscription=tuneflow-ingest")["tuneflow-ingest"]
     mine = [d for d in log if str(d["subject"]).endswith("/while-down.jsonl")]

@@ -87,10 +87,11 @@
     return el("div", { class: "bar", title: `${share.toFixed(0)}%` }, fill);
   }
 
+  // ``rows``: the rows, or the tbody a caller keeps to refill
   function table(columns, rows, attrs = {}) {
     return el("table", attrs,
       el("thead", {}, el("tr", {}, columns.map((c) => el("th", { class: c.num ? "num" : null }, c.label)))),
-      el("tbody", {}, rows));
+      rows instanceof HTMLTableSectionElement ? rows : el("tbody", {}, rows));
   }
 
   function facts(pairs) {
