@@ -254,7 +254,7 @@ class RunStore:
 
     PREFIX = "runs/"
     TIMELINE = "runs-by-time/"
-    SCAN_SECONDS = 0.2  # a filtered page looks this long at most, then answers with what it found
+    SCAN_SECONDS = 0.25  # a filtered page's listing time: it stops before a page that would go past it
 
     def __init__(
         self, records: RecordStore, on_transition: Callable[[Run, int], None] | None = None, retries: int = 20
@@ -352,13 +352,16 @@ class RunStore:
                  keep: Callable[[RunEntry], bool] | None = None) -> tuple[Entries, str | None]:
         """Up to ``limit`` runs, newest first, that ``keep`` accepts (default: all), and the cursor of what
         follows (None: nothing). One listing of ``limit`` entries when nothing is filtered; a filtered page
-        reads listing pages for up to ``SCAN_SECONDS`` and may come back short, with a cursor to go on from."""
+        lists page after page while the next one fits in ``SCAN_SECONDS`` (judged by the last one's time) and
+        may come back short, with a cursor to go on from."""
         token, skip = _uncursor(cursor)
         found: list[RunEntry] = []
         started = time.monotonic()
         while True:
-            size = (limit if keep is None else max(200, limit)) + skip  # the page the cursor counted in
+            size = (limit if keep is None else max(100, limit)) + skip  # the page the cursor counted in
+            listed = time.monotonic()
             items, following = self._records.page(self.TIMELINE, size, token)
+            took = time.monotonic() - listed
             for at in range(skip, len(items)):
                 key, meta = items[at]
                 entry = RunEntry.from_meta(_timeline_id(key), meta)
@@ -371,7 +374,7 @@ class RunStore:
             if following is None:
                 return found, None
             token, skip = following, 0
-            if time.monotonic() - started >= self.SCAN_SECONDS:
+            if time.monotonic() - started + took > self.SCAN_SECONDS:  # the next page would not fit
                 return found, _cursor(token, 0)
 
     MARKER = "index/runs-by-time.v1"
