@@ -84,6 +84,7 @@ bench: install
 	$(PY) bench/control_plane.py
 	$(PY) bench/evaluation.py
 	$(PY) bench/canary.py
+	$(PY) bench/dashboard.py
 
 clean:
 	rm -rf $(VENV) $(INFRA_VENV) node_modules $(VENDOR) .mypy_cache .ruff_cache .pytest_cache .data
