@@ -131,6 +131,7 @@ def test_run_page_shows_loss_curve_evaluation_and_report_inert(stack, deployed, 
     assert page.locator("#timeline-chart canvas").count() >= 1
     evaluation = page.locator("#evaluation-table")
     assert "candidate" in evaluation.inner_text() and evaluation.locator('tr[data-metric="token_f1"]').count() == 1
+    assert "Warnings (2 codes)" in page.locator("#validation").inner_text()
     warnings = page.locator("#warnings").inner_text()
     assert "unknown_keys" in warnings and KEY_NAME in warnings  # quoted as text
     samples = page.locator("#samples").inner_text()
@@ -192,5 +193,6 @@ def test_a_rejected_runs_errors_show_their_lines_and_markup_as_text(stack, runs,
     assert "line 16" in text and "line 17" in text, text
     assert "<img src=x onerror=window.__xss=2>" in text or "<script>" in text, text
     assert "Rejected" in page.locator("#validation").inner_text()
+    assert "Errors (2 codes)" in page.locator("#validation").inner_text()
     no_markup_ran(page)
     assert page.errors == []

@@ -46,6 +46,7 @@
     return body;
   }
 
+  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
   const badge = (value) => el("span", { class: `badge s-${value}` }, value);
   const num = (value, digits = 3) => (typeof value === "number" ? +value.toFixed(digits) : "—");
   const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
@@ -185,7 +186,7 @@
       body.append(...runs.map(row));
       cursor = next;
       more.hidden = !next;
-      note.textContent = body.children.length ? `${body.children.length} runs shown, newest first`
+      note.textContent = body.children.length ? `${plural(body.children.length, "run")} shown, newest first`
         : "No runs yet: drop a dataset into the datasets container.";
       setStatus(`updated ${new Date().toLocaleTimeString()}`);
     }
@@ -258,9 +259,9 @@
     const bins = (train && train.tokens && train.tokens.histogram) || [];
     return section("Validation", "validation",
       el("p", { class: report.valid ? "" : "error" }, report.valid ? "Accepted: " : "Rejected: ", report.summary),
-      el("h3", {}, `Errors (${errors.length} codes)`),
+      el("h3", {}, `Errors (${plural(errors.length, "code")})`),
       errors.length ? table(columns, errors, { id: "errors" }) : el("p", { class: "muted" }, "none"),
-      el("h3", {}, `Warnings (${warnings.length} codes)`),
+      el("h3", {}, `Warnings (${plural(warnings.length, "code")})`),
       warnings.length ? table(columns, warnings, { id: "warnings" }) : el("p", { class: "muted" }, "none"),
       Object.entries(report.files || {}).map(([split, f]) => facts([[`${split} file`, `${f.name} · ${f.format} · ` +
         `${f.rows} rows (${f.valid_rows} valid) · tokens/row p50 ${f.tokens.p50}, p90 ${f.tokens.p90}, max ${f.tokens.max}`]])),
