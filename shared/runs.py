@@ -309,8 +309,9 @@ class RunStore:
         """Store a new run; when one with this id exists, return it unchanged (and False)."""
         if not run.history:
             run.history.append(Transition(run.state, run.created_at))
-        if self._records.create(self._key(run.run_id), run.to_json(), _meta(run)) is not None:
-            self._list(run, None)
+        meta = _meta(run)
+        if self._records.create(self._key(run.run_id), run.to_json(), meta) is not None:
+            self._list(run, meta, None)
             self._notify(run, 0)
             return run, True
         existing = self.get(run.run_id)
@@ -332,7 +333,7 @@ class RunStore:
             run.updated_at = now_iso()
             meta = _meta(run)
             if self._records.replace(key, run.to_json(), record.etag, meta) is not None:
-                self._list(run, record.meta)
+                self._list(run, meta, record.meta)
                 self._notify(run, seen)
                 return run
         raise ConflictError(f"run {run_id}: gave up after {self._retries} concurrent updates", run_id=run_id)
@@ -400,14 +401,13 @@ class RunStore:
             run_id = key[len(self.PREFIX) : -len(".json")]
             run = self.get(run_id) if run_id not in listed and is_run_id(run_id) else None
             if run is not None:
-                self._list(run, None)
+                self._list(run, _meta(run), None)
                 written += 1
         return written
 
-    def _list(self, run: Run, before: Mapping[str, str] | None) -> None:
-        """Bring the run's timeline entry up to date, when a listed column changed (``before``: the record's
-        metadata before this write). Concurrent writers converge on the latest update."""
-        meta = _meta(run)
+    def _list(self, run: Run, meta: Mapping[str, str], before: Mapping[str, str] | None) -> None:
+        """Bring the run's timeline entry up to ``meta`` (what the record was just written with), when a listed
+        column changed (``before``: the record's metadata before). Concurrent writers converge on the latest."""
         if before is not None and {**before, "updated": ""} == {**meta, "updated": ""}:
             return
         put(self._records, _timeline_key(run.run_id, run.created_at), b"", meta,

@@ -95,7 +95,7 @@ def test_an_older_write_never_overwrites_a_newer_entry():
     newer = store.advance("r0001", RunState.VALIDATING)
     stale = Run.from_json(newer.to_json())
     stale.state, stale.updated_at = RunState.RECEIVED, "2000-01-01T00:00:00.000+00:00"
-    store._list(stale, None)  # a slow writer from before
+    store._list(stale, _meta(stale), None)  # a slow writer from before
     [entry], _ = store.timeline(5)
     assert entry.state == RunState.VALIDATING
 
